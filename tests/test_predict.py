@@ -1,0 +1,41 @@
+import pytest
+
+from training import predict as predict_module
+from training.predict import ModelNotFoundError, classify_article, load, predict, predict_proba
+
+
+def test_empty_and_bad_inputs(trained_default):
+    result, _ = trained_default
+    clf = load(result.model_dir)
+    assert predict([], model=clf) == [] and predict_proba([], model=clf) == []
+    assert predict([]) == []  # empty input never needs a model
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        predict(["fine", 3], model=clf)
+    with pytest.raises(TypeError, match="not a single string"):
+        predict("a sentence", model=clf)
+
+
+def test_model_is_loaded_once(trained_default):
+    result, _ = trained_default
+    assert load(result.model_dir) is load(str(result.model_dir))
+    assert predict(["Troops arrived."], model=str(result.model_dir)) == load(result.model_dir).predict(["Troops arrived."])
+
+
+def test_missing_model_says_how_to_train(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFoundError, match="python -m training.train"):
+        load(tmp_path / "nothing")
+    monkeypatch.setattr(predict_module, "DEFAULT_MODEL", tmp_path / "default")
+    predict_module._load_cached.cache_clear()
+    with pytest.raises(ModelNotFoundError, match="no trained model"):
+        predict(["x"])
+
+
+def test_classify_article_offsets(trained_default):
+    result, _ = trained_default
+    text = "Support The Moscow Times!\n\nRussia rolled its tanks across Belarus for drills. Talks began."
+    records = classify_article(text, model=load(result.model_dir))
+    assert [r["text"] for r in records] == ["Support The Moscow Times!",
+                                            "Russia rolled its tanks across Belarus for drills.", "Talks began."]
+    for r in records:
+        assert text[r["start"]:r["end"]] == r["text"]
+        assert 0 < r["probability"] <= 1 and r["label"] in load(result.model_dir).labels

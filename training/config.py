@@ -1,0 +1,189 @@
+"""Typed training config: schema, YAML loading, ``key=value`` overrides, validation.
+
+Every section is a pydantic model with ``extra="forbid"`` so an unknown or mistyped key is an
+error naming the key. Family-specific model parameters are validated by the family's own
+``Params`` model (see :mod:`training.families`), so a new family needs no change here.
+Relative paths in a config resolve against the project root (the folder holding ``configs/``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from training.errors import InputError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One corpus source: a folder of .txt articles or a table with one article per row."""
+
+    name: str
+    kind: Literal["folder", "jsonl", "csv", "parquet", "hf_disk"] = "folder"
+    path: Path
+    text_column: str = "text"
+    id_column: Optional[str] = None
+    optional: bool = False  # a missing optional source is skipped with a notice
+
+
+class GoldConfig(_Strict):
+    """One gold file; ``optional`` gold (e.g. on ../shared/corpus) is skipped if its source is absent."""
+
+    path: Path
+    optional: bool = False
+
+
+class LabellingConfig(_Strict):
+    rules: Path = Path("configs/rules/default.yaml")
+    combiner: Literal["majority", "label_model"] = "majority"
+    label_model_epochs: int = Field(500, ge=1)
+    use_reviewed: bool = False  # reviewed labels (training.review) override rule labels in training
+    reviewed: Path = Path("data/review/reviewed.jsonl")
+    min_rule_precision: float = Field(0.6, ge=0, le=1)
+
+
+class ModelConfig(_Strict):
+    family: str = "tfidf_logreg"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationConfig(_Strict):
+    folds: int = Field(5, ge=2)
+    find_label_issues: bool = True
+
+
+class TrackingConfig(_Strict):
+    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "sentence-classifier"
+    registered_model: Optional[str] = "sentence-classifier"
+    promote_champion: bool = True  # move the `champion` alias if this run beats it
+
+
+class Config(_Strict):
+    name: str = "default"
+    seed: int = 13
+    sources: list[SourceConfig] = Field(min_length=1)
+    gold: list[GoldConfig] = Field(default_factory=list)
+    labelling: LabellingConfig = LabellingConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    output_dir: Path = Path("models")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\ ") or value.startswith("."):
+            raise ValueError("must be a plain folder name (no spaces or slashes)")
+        return value
+
+    def resolve(self, path: Path) -> Path:
+        """A config path made absolute against the project root."""
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def flat(self) -> dict[str, Any]:
+        """The config flattened to dotted keys, as MLflow params."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists → {"a.b.0.c": value}."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list):
+        items = ((str(i), v) for i, v in enumerate(tree))
+    else:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    if not out and prefix:
+        out[prefix] = tree
+    return out
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; syntax errors name the file and line."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise InputError(f"{path}: {where}: {exc.problem}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict in place."""
+    if "=" not in assignment:
+        raise InputError(f"override '{assignment}': expected key=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise InputError(f"override '{assignment}': empty key segment")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise InputError(f"override '{assignment}': '{part}' is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        node[parts[-1]] = raw
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{path}: key '{key}': {message}{more}"
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load, override and validate a config file; any problem is one :class:`InputError` line."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top level")
+    raw = copy.deepcopy(raw)
+    raw.setdefault("name", path.stem)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_describe(exc, path)) from None
+    from training.families import validate_params  # local: families import config types
+
+    try:
+        params = validate_params(config.model.family, config.model.params)
+    except ValidationError as exc:
+        detail = _describe(exc, path).replace("key '", "key 'model.params.", 1)
+        raise InputError(detail) from None
+    except KeyError as exc:
+        raise InputError(f"{path}: key 'model.family': {exc.args[0]}") from None
+    # store every family parameter, defaults included, so all runs log the same param names
+    model = config.model.model_copy(update={"params": params.model_dump(mode="json")})
+    return config.model_copy(update={"model": model})

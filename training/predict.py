@@ -1,0 +1,128 @@
+"""Predict from code.
+
+    from training.predict import load, predict, predict_proba, classify_article
+    predict(["Shoigu spoke with Austin by phone."])          # default model: models/default
+    clf = load("models/minilm-finetune"); clf.predict([...])
+    load("models:/sentence-classifier@champion")             # any MLflow model URI
+
+Models are loaded once and cached per path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from training.config import PROJECT_ROOT
+from training.corpus import segment_article
+from training.export import MANIFEST, load_family_model
+
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a single string")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, not str")
+    return texts
+
+
+class SentenceClassifier:
+    """A loaded model of any family with one prediction interface."""
+
+    def __init__(self, model, manifest: dict, path: str) -> None:
+        self.model = model
+        self.manifest = manifest
+        self.path = path
+        self.labels: list[str] = list(manifest["labels"])
+        self.family: str = manifest["family"]
+
+    def __repr__(self) -> str:
+        return f"SentenceClassifier(family={self.family!r}, path={self.path!r})"
+
+    def proba_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        proba = np.asarray(self.model.predict_proba(texts), dtype=float)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.labels[i] for i in self.proba_matrix(texts).argmax(axis=1)]
+
+    def predict_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return [dict(zip(self.labels, map(float, row))) for row in self.proba_matrix(texts)]
+
+    def classify_article(self, text: str) -> list[dict]:
+        """One record per sentence of an article: text, start, end, label, probability."""
+        if not isinstance(text, str):
+            raise TypeError(f"text is {type(text).__name__}, not str")
+        sentences = segment_article("article", text)
+        proba = self.proba_matrix([s.text for s in sentences])
+        return [
+            {"text": s.text, "start": s.start, "end": s.end,
+             "label": self.labels[int(row.argmax())], "probability": float(row.max())}
+            for s, row in zip(sentences, proba)
+        ]
+
+
+def _is_mlflow_uri(path: str) -> bool:
+    return "://" in path or path.startswith(("models:", "runs:"))
+
+
+def _folder_from_mlflow(uri: str) -> Path:
+    """Download a logged model and find the exported model folder inside its artifacts."""
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    found = sorted(local.rglob(MANIFEST))
+    if not found:
+        raise ModelNotFoundError(f"{uri}: no {MANIFEST} in the logged model's artifacts")
+    return found[0].parent
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> SentenceClassifier:
+    folder = _folder_from_mlflow(path) if _is_mlflow_uri(path) else Path(path)
+    if not (folder / MANIFEST).is_file():
+        hint = "python -m training.train" if folder == DEFAULT_MODEL else "python -m training.train --config <config>"
+        raise ModelNotFoundError(f"no trained model at {folder}; train one with `{hint}`")
+    model, manifest = load_family_model(folder)
+    return SentenceClassifier(model, manifest, path)
+
+
+def load(path: Union[str, Path, None] = None) -> SentenceClassifier:
+    """Load a model folder or MLflow model URI (cached); ``None`` is ``models/default``."""
+    key = str(path) if path is not None and _is_mlflow_uri(str(path)) else str(Path(path or DEFAULT_MODEL).resolve())
+    return _load_cached(key)
+
+
+ModelArg = Union[SentenceClassifier, str, Path, None]
+
+
+def _resolve(model: ModelArg) -> SentenceClassifier:
+    return model if isinstance(model, SentenceClassifier) else load(model)
+
+
+def predict(texts: Sequence[str], model: ModelArg = None) -> list[str]:
+    texts = _check_texts(texts)
+    return _resolve(model).predict(texts) if texts else []
+
+
+def predict_proba(texts: Sequence[str], model: ModelArg = None) -> list[dict[str, float]]:
+    texts = _check_texts(texts)
+    return _resolve(model).predict_proba(texts) if texts else []
+
+
+def classify_article(text: str, model: ModelArg = None) -> list[dict]:
+    return _resolve(model).classify_article(text)

