@@ -47,8 +47,8 @@ class LabellingConfig(_Strict):
     rules: Path = Path("configs/rules/default.yaml")
     combiner: Literal["majority", "label_model"] = "majority"
     label_model_epochs: int = Field(500, ge=1)
-    use_reviewed: bool = False  # reviewed labels (training.review) override rule labels in training
-    reviewed: Path = Path("data/review/reviewed.jsonl")
+    use_reviewed: bool = False  # reviewed labels override rule labels in training (never in evaluation)
+    reviewed: list[Path] = Field(default_factory=lambda: [Path("data/review/reviewed.jsonl")])  # later files win
     min_rule_precision: float = Field(0.6, ge=0, le=1)
 
 
@@ -60,6 +60,7 @@ class ModelConfig(_Strict):
 class EvaluationConfig(_Strict):
     folds: int = Field(5, ge=2)
     find_label_issues: bool = True
+    label_issues_family: str = "tfidf_logreg"  # cheap family whose out-of-fold probabilities find them
 
 
 class TrackingConfig(_Strict):
@@ -184,6 +185,11 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         raise InputError(detail) from None
     except KeyError as exc:
         raise InputError(f"{path}: key 'model.family': {exc.args[0]}") from None
+    from training.families import FAMILIES
+
+    if config.evaluation.label_issues_family not in FAMILIES:
+        raise InputError(f"{path}: key 'evaluation.label_issues_family': unknown model family "
+                         f"'{config.evaluation.label_issues_family}'")
     # store every family parameter, defaults included, so all runs log the same param names
     model = config.model.model_copy(update={"params": params.model_dump(mode="json")})
     return config.model_copy(update={"model": model})

@@ -70,14 +70,17 @@ class Labelled:
         return out
 
 
-def load_reviewed(config: Config, by_id: dict[str, Sentence], labels: list[str]) -> list[GoldLabel]:
-    path = config.resolve(config.labelling.reviewed)
+def load_reviewed(config: Config, by_id: dict[str, Sentence], labels: list[str]) -> dict[str, str]:
+    """Reviewed labels by sentence id (files in order, later ones win); {} unless use_reviewed."""
     if not config.labelling.use_reviewed:
-        return []
-    if not path.exists():
-        log.warning("labelling.use_reviewed is on but %s does not exist; no reviewed labels used", path)
-        return []
-    return load_gold(path, by_id, labels, optional=True)
+        return {}
+    reviewed: dict[str, str] = {}
+    for path in map(config.resolve, config.labelling.reviewed):
+        if not path.exists():
+            log.warning("reviewed-labels file %s does not exist; skipped", path)
+            continue
+        reviewed.update({item.id: item.label for item in load_gold(path, by_id, labels, optional=True)})
+    return reviewed
 
 
 def build(config: Config) -> Labelled:
@@ -101,7 +104,7 @@ def build(config: Config) -> Labelled:
             seen.add(item.id)
             gold.append(item)
     gold_index = np.array([row_of[g.id] for g in gold], dtype=int)
-    reviewed = {row_of[r.id]: r.label for r in load_reviewed(config, by_id, names)}
+    reviewed = {row_of[sid]: label for sid, label in load_reviewed(config, by_id, names).items()}
     chosen = combiners[config.labelling.combiner]
     report = rule_report(ruleset, matrix, {int(r): g.label for r, g in zip(gold_index, gold)},
                          combiners["label_model"].rule_weights)

@@ -89,6 +89,20 @@ def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
     return metrics, details
 
 
+def label_issues(config: Config, labelled: Labelled) -> list[dict]:
+    """Suspect training labels from out-of-fold probabilities of the configured cheap family."""
+    from training.suspects import find_suspects, out_of_fold_proba
+
+    family = config.evaluation.label_issues_family
+    params = config.model.params if family == config.model.family else {}
+    sentences = labelled.sentences
+    proba = out_of_fold_proba([s.text for s in sentences], labelled.train_labels, [s.article_id for s in sentences],
+                              labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
+                              config.evaluation.folds)
+    return find_suspects([s.id for s in sentences], [s.text for s in sentences], labelled.train_labels, proba,
+                         labelled.labels)
+
+
 def _log_artifacts(config: Config, labelled: Labelled, metrics: dict, details: dict, workdir: Path) -> None:
     from training.diagnostics import format_report
 
@@ -148,6 +162,11 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             for step, score in enumerate(details["cv"].fold_macro_f1):
                 track.log_metrics({"model.fold_macro_f1": score}, step=step)
             _log_artifacts(config, labelled, metrics, details, Path(tmp))
+            if config.evaluation.find_label_issues:
+                suspects = label_issues(config, labelled)
+                track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
+                                "suspect_labels")
+                track.log_metrics({"data.suspect_labels": len(suspects)})
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
                          metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
                                          "train_seconds": train_seconds})

@@ -1,0 +1,64 @@
+"""Label model (Snorkel and the built-in fallback) and rule diagnostics on a tiny gold set."""
+
+import numpy as np
+import pytest
+
+from training.combine import combine
+from training.diagnostics import rule_report, warnings_for
+from training.rules import RuleSet
+
+NAMES = ["a", "b", "c"]
+
+
+def synthetic(n: int = 600, seed: int = 0):
+    """Three good rules (90% right) and one bad rule (35% right) voting on 3 classes."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, n)
+    matrix = np.full((n, 4), -1)
+    for j, accuracy in enumerate([0.9, 0.9, 0.9, 0.35]):
+        fires = rng.random(n) < 0.7
+        right = rng.random(n) < accuracy
+        wrong = (truth + rng.integers(1, 3, n)) % 3
+        matrix[fires, j] = np.where(right, truth, wrong)[fires]
+    return matrix, truth
+
+
+@pytest.mark.parametrize("use_snorkel", [True, False])
+def test_label_model_weights_good_rules_above_bad(use_snorkel, monkeypatch):
+    import training.combine as combine_module
+
+    if not use_snorkel:
+        def broken(*args, **kwargs):
+            raise ImportError("snorkel not installed")
+
+        monkeypatch.setattr(combine_module, "_snorkel_label_model", broken)
+    matrix, truth = synthetic()
+    out = combine(matrix, NAMES, NAMES, "c", "label_model", epochs=300, seed=1)
+    assert out.method == ("snorkel" if use_snorkel else "em")
+    assert out.rule_weights[:3].min() > out.rule_weights[3] + 0.2
+    voted = (matrix >= 0).any(axis=1)
+    accuracy = (out.labels[voted] == truth[voted]).mean()
+    majority = combine(matrix, NAMES, NAMES, "c", "majority")
+    assert accuracy >= (majority.labels[voted] == truth[voted]).mean() - 0.01
+    assert accuracy > 0.85
+    assert np.allclose(out.probabilities.sum(axis=1), 1)
+    assert (out.labels[~voted] == NAMES.index("c")).all()
+
+
+def test_diagnostics_on_a_tiny_gold_set():
+    rs = RuleSet.model_validate({"default": "c", "tie_order": NAMES, "labels": {
+        "a": {"description": "A", "rules": [{"name": "r_a", "keywords": ["x"]}, {"name": "never", "keywords": ["zz"]}]},
+        "b": {"description": "B", "rules": [{"name": "r_b", "keywords": ["y"]}]},
+        "c": {"description": "C", "rules": []}}})
+    matrix = np.array([[0, -1, -1], [0, -1, 1], [0, -1, -1], [-1, -1, 1], [-1, -1, -1]])
+    gold = {0: "a", 1: "b", 2: "b", 3: "b"}  # row 4 has no gold
+    report = {r["rule"]: r for r in rule_report(rs, matrix, gold, np.array([0.9, 0.0, 0.8]))}
+    assert report["r_a"]["fires"] == 3 and report["r_a"]["coverage"] == pytest.approx(3 / 5)
+    assert report["r_a"]["overlap"] == pytest.approx(1 / 5) and report["r_a"]["conflict"] == pytest.approx(1 / 5)
+    assert report["r_a"]["precision"] == pytest.approx(1 / 3) and report["r_a"]["recall"] == 1.0
+    assert report["r_b"]["precision"] == 1.0 and report["r_b"]["recall"] == pytest.approx(2 / 3)
+    assert report["r_a"]["weight"] == 0.9
+    assert report["never"]["fires"] == 0 and np.isnan(report["never"]["precision"])
+    warnings = warnings_for(list(report.values()), 0.6)
+    assert "rule 'never' never fires" in warnings
+    assert any(w.startswith("rule 'r_a' has precision 0.33") for w in warnings)

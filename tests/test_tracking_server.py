@@ -1,0 +1,120 @@
+"""Sweeps against a real ``mlflow server``, the champion alias, and an unreachable server."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from training.config import load_config
+from training.train import main, train_one
+
+from conftest import write_config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path):
+    """A real tracking server on a free loopback port; always stopped, also when the test fails."""
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield uri
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_sweep_against_a_real_server(mlflow_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    common = {"tracking": {"tracking_uri": None, "experiment": "server-sweep", "registered_model": "sweep-model"}}
+    first = write_config(tmp_path, "wide", **common)
+    second = write_config(tmp_path, "narrow", model={"family": "tfidf_logreg", "params": {"ngram_max": 1, "C": 0.5}},
+                          **common)
+    assert main(["--config", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "macro_f1" in out and "parent run:" in out
+
+    mlflow.set_tracking_uri(mlflow_server)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("server-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert set(children[0].data.metrics) == set(children[1].data.metrics)
+    assert set(children[0].data.params) == set(children[1].data.params)
+    assert {r.info.run_name for r in children} == {"wide-tfidf_logreg", "narrow-tfidf_logreg"}
+    best = max(children, key=lambda r: r.data.metrics["model.macro_f1"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert "comparison.txt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    versions = client.search_model_versions("name='sweep-model'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children)
+    champion = client.get_model_version_by_alias("sweep-model", "champion")
+    assert champion.run_id == best.info.run_id
+
+    from training.predict import load
+
+    clf = load("models:/sweep-model@champion")
+    assert clf.predict(["Russia and Belarus began joint military drills."])[0] in clf.labels
+
+
+def test_a_worse_model_does_not_take_the_alias(tmp_path):
+    good = train_one(load_config(write_config(tmp_path, "good", tracking={"registered_model": "shared"})))
+    bad = train_one(load_config(write_config(
+        tmp_path, "bad", tracking={"registered_model": "shared"},
+        model={"family": "tfidf_logreg", "params": {"C": 0.0001, "class_weight": None}})))
+    assert bad.macro_f1 < good.macro_f1
+    assert "champion stays on version 1" in bad.champion
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert MlflowClient().get_model_version_by_alias("shared", "champion").run_id == good.run_id
+    skipped = train_one(load_config(write_config(tmp_path, "good", tracking={"registered_model": "shared"})),
+                        promote=False)
+    assert "turned off" in skipped.champion
+
+
+def test_unreachable_server_fails_fast_and_writes_no_model(tmp_path, capsys):
+    uri = f"http://127.0.0.1:{free_port()}"
+    path = write_config(tmp_path, "offline", tracking={"tracking_uri": uri})
+    started = time.monotonic()
+    assert main(["--config", str(path)]) == 2
+    assert time.monotonic() - started < 15
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unreachable" in err[0] and uri in err[0]
+    assert not (tmp_path / "models").exists()
