@@ -1,0 +1,127 @@
+"""Benchmark the model families: final-fit time, prediction throughput, size on disk, peak memory.
+
+    python benchmarks/bench_families.py [--families default minilm-head minilm-finetune] [--out FILE.json]
+
+Each config runs in its own subprocess (this script with ``--worker CONFIG``) so memory peaks do not
+mix. The fit is the final fit of ``training.train`` (all seed sentences, their training labels);
+throughput is ``predict_proba`` over ``--sentences`` sentences in chunks of 1, 32 and 256. Seed
+sentences are repeated with a numbered suffix so every text is distinct and no embedding cache
+helps. Numbers are wall-clock on this machine and vary with its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ["default", "minilm-head", "minilm-finetune"]
+BATCH_SIZES = [1, 32, 256]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def _texts(sentences: list[str], n: int) -> list[str]:
+    """``n`` distinct texts: the sentences, then repeats with a numbered suffix."""
+    return [s if k < len(sentences) else f"{s} ({k // len(sentences)})"
+            for k, s in ((k, sentences[k % len(sentences)]) for k in range(n))]
+
+
+def _throughput(model, texts: list[str], batch_size: int) -> float:
+    from training.families import minilm_head
+
+    minilm_head.clear_cache()  # a no-op unless the family caches embeddings
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        model.predict_proba(texts[start:start + batch_size])
+    return len(texts) / (time.perf_counter() - started)
+
+
+def worker(name: str, n_sentences: int) -> dict:
+    """Benchmark one config in this process; returns one result row."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    from training.config import load_config
+    from training.families import new_model
+    from training.label import build
+    from training.train import set_seed
+
+    config = load_config(ROOT / "configs" / f"{name}.yaml")
+    labelled = build(config)
+    texts = [s.text for s in labelled.sentences]
+    data_rss = _peak_rss_mb()
+    set_seed(config.seed)
+    model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
+    started = time.perf_counter()
+    model.fit(texts, labelled.train_labels)
+    fit_seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp))
+        size_mb = _folder_mb(Path(tmp))
+    bench = _texts(texts, n_sentences)
+    model.predict_proba(bench[:8])  # warm-up
+    throughput = {str(b): _throughput(model, bench, b) for b in BATCH_SIZES}
+    return {"config": name, "family": config.model.family, "train_sentences": len(texts),
+            "fit_seconds": fit_seconds, "throughput": throughput, "predict_sentences": n_sentences,
+            "size_mb": size_mb, "peak_rss_mb": _peak_rss_mb(), "rss_after_data_mb": data_rss}
+
+
+def run(name: str, n_sentences: int) -> dict:
+    """Benchmark one config in a fresh subprocess."""
+    done = subprocess.run([sys.executable, __file__, "--worker", name, "--sentences", str(n_sentences)],
+                          cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict]) -> str:
+    header = (f"{'config':16} {'family':16} {'fit s':>7} " + " ".join(f"{f'sent/s @{b}':>11}" for b in BATCH_SIZES)
+              + f" {'size MB':>8} {'peak RSS MB':>12} {'(data MB)':>10}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['config']:16} {r['family']:16} {r['fit_seconds']:7.1f} "
+                     + " ".join(f"{r['throughput'][str(b)]:11.1f}" for b in BATCH_SIZES)
+                     + f" {r['size_mb']:8.1f} {r['peak_rss_mb']:12.0f} {r['rss_after_data_mb']:10.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=CONFIGS, metavar="CONFIG",
+                        help="config names under configs/ (default: %(default)s)")
+    parser.add_argument("--sentences", type=int, default=512, help="sentences per throughput measurement")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.sentences)))
+        return 0
+    rows = []
+    for name in args.families:
+        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+        rows.append(run(name, args.sentences))
+    print(table(rows))
+    print(f"\nfit: final fit on all {rows[0]['train_sentences']} seed sentences (minilm_head includes loading the "
+          f"encoder and embedding); throughput: predict_proba over {args.sentences} distinct sentences in chunks "
+          "of 1/32/256; size: the saved family files (minilm_head references the packaged encoder, ~87 MB, "
+          "rather than copying it); peak RSS: process high-water mark (data MB: after labelling, before the model).")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
