@@ -6,7 +6,9 @@ Each config runs in its own subprocess (this script with ``--worker CONFIG``) so
 mix. The fit is the final fit of ``training.train`` (all seed sentences, their training labels);
 throughput is ``predict_proba`` over ``--sentences`` sentences in chunks of 1, 32 and 256. Seed
 sentences are repeated with a numbered suffix so every text is distinct and no embedding cache
-helps. Numbers are wall-clock on this machine and vary with its load.
+helps. Numbers are wall-clock on this machine: run it on an otherwise idle machine. Torch's
+OpenMP threads spin-wait, so another busy process can make the MiniLM numbers several times worse;
+the ``busy`` column says how many cores other processes kept busy just before each config ran.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ BATCH_SIZES = [1, 32, 256]
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores kept busy (by anything) over ``seconds``, from /proc/stat; None off Linux."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)  # busy = all but idle and iowait
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except OSError:
+        return None
+    return (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1)
 
 
 def _folder_mb(folder: Path) -> float:
@@ -80,21 +97,26 @@ def worker(name: str, n_sentences: int) -> dict:
             "size_mb": size_mb, "peak_rss_mb": _peak_rss_mb(), "rss_after_data_mb": data_rss}
 
 
-def run(name: str, n_sentences: int) -> dict:
-    """Benchmark one config in a fresh subprocess."""
+def run(name: str, n_sentences: int, threads: int | None) -> dict:
+    """Benchmark one config in a fresh subprocess (``threads``: OpenMP/MKL threads, None for torch's default)."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    busy = busy_cores()
     done = subprocess.run([sys.executable, __file__, "--worker", name, "--sentences", str(n_sentences)],
-                          cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "threads": threads, "busy_before": busy}
 
 
 def table(rows: list[dict]) -> str:
     header = (f"{'config':16} {'family':16} {'fit s':>7} " + " ".join(f"{f'sent/s @{b}':>11}" for b in BATCH_SIZES)
-              + f" {'size MB':>8} {'peak RSS MB':>12} {'(data MB)':>10}")
+              + f" {'size MB':>8} {'peak RSS MB':>12} {'(data MB)':>10} {'busy':>5}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['config']:16} {r['family']:16} {r['fit_seconds']:7.1f} "
                      + " ".join(f"{r['throughput'][str(b)]:11.1f}" for b in BATCH_SIZES)
-                     + f" {r['size_mb']:8.1f} {r['peak_rss_mb']:12.0f} {r['rss_after_data_mb']:10.0f}")
+                     + f" {r['size_mb']:8.1f} {r['peak_rss_mb']:12.0f} {r['rss_after_data_mb']:10.0f}"
+                     + (f" {r['busy_before']:5.1f}" if r["busy_before"] is not None else f" {'?':>5}"))
     return "\n".join(lines)
 
 
@@ -103,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="+", default=CONFIGS, metavar="CONFIG",
                         help="config names under configs/ (default: %(default)s)")
     parser.add_argument("--sentences", type=int, default=512, help="sentences per throughput measurement")
+    parser.add_argument("--threads", type=int, help="OpenMP/MKL threads per worker (default: torch's default)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -112,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.families:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
-        rows.append(run(name, args.sentences))
+        rows.append(run(name, args.sentences, args.threads))
     print(table(rows))
     print(f"\nfit: final fit on all {rows[0]['train_sentences']} seed sentences (minilm_head includes loading the "
           f"encoder and embedding); throughput: predict_proba over {args.sentences} distinct sentences in chunks "
           "of 1/32/256; size: the saved family files (minilm_head references the packaged encoder, ~87 MB, "
-          "rather than copying it); peak RSS: process high-water mark (data MB: after labelling, before the model).")
+          "rather than copying it); peak RSS: process high-water mark (data MB: after labelling, before the model); "
+          f"busy: cores busy just before the config ran (of {os.cpu_count()}; anything above ~0.2 skews the numbers).")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return 0

@@ -115,3 +115,30 @@ def test_head_embeddings_keep_input_order_despite_length_sorting():
     assert np.allclose(np.linalg.norm(batched, axis=1), 1, atol=1e-5)
     assert np.allclose(batched[0], batched[2 + TEXTS.index(texts[0])], atol=1e-6)
     assert np.allclose(embed(texts, max_length=64, batch_size=3), batched, atol=1e-6)  # through the cache
+
+
+def test_hybrid_uses_rule_votes_and_keeps_its_rules_copy(tmp_path):
+    import shutil
+
+    import yaml
+
+    from training.config import PROJECT_ROOT
+    from training.families import family_module
+
+    rules = tmp_path / "rules.yaml"
+    shutil.copyfile(PROJECT_ROOT / "configs/rules/default.yaml", rules)
+    params = {"rules": str(rules), "max_length": 32, "min_df": 1}
+    labels = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"]
+    model = new_model("minilm_hybrid", params, LABELS, seed=0).fit(TEXTS * 2, labels * 2)
+    votes = model._votes(["Subscribe to our newsletter", "The weather was mild."])
+    assert votes[0, LABELS.index("boilerplate")] > 0 and votes[1].sum() == 0
+    before = model.predict_proba(TEXTS)
+    export = tmp_path / "export"
+    export.mkdir()
+    model.save(export)
+    data = yaml.safe_load(rules.read_text())
+    data["labels"]["boilerplate"]["rules"] = []  # a later edit of the rules must not change the export
+    rules.write_text(yaml.safe_dump(data))
+    module = family_module("minilm_hybrid")
+    loaded = module.Model.load(export, module.Params.model_validate(params), LABELS, 0)
+    assert np.allclose(loaded.predict_proba(TEXTS), before)

@@ -20,6 +20,7 @@ FAMILIES: dict[str, str] = {
     "tfidf_logreg": "training.families.tfidf_logreg",
     "minilm_head": "training.families.minilm_head",
     "minilm_finetune": "training.families.minilm_finetune",
+    "minilm_hybrid": "training.families.minilm_hybrid",
 }
 
 

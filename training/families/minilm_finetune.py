@@ -104,7 +104,6 @@ class Model:
                                   {"params": no_decay, "weight_decay": 0.0}], lr=self.params.learning_rate)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "Model":
-        torch.set_num_threads(os.cpu_count() or 1)
         with deterministic():
             self._init_model()
             losses = self._train(list(texts), list(labels))
