@@ -45,3 +45,19 @@ def test_config_file_errors(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": [2, {"d": 3}]}, "e": {}}) == {"a.b": 1, "a.c.0": 2, "a.c.1.d": 3, "e": {}}
+
+
+def test_overrides_after_config_files_are_not_taken_for_files(tmp_path, monkeypatch):
+    import training.sweep as sweep
+    from training.train import main
+
+    seen = {}
+
+    def fake_expand(paths, overrides):
+        seen.update(paths=paths, overrides=overrides)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(sweep, "expand", fake_expand)
+    assert main(["--config", "configs/default.yaml", "evaluation.folds=3", "name=x"]) == 2
+    assert [str(p) for p in seen["paths"]] == ["configs/default.yaml"]
+    assert seen["overrides"] == ["evaluation.folds=3", "name=x"]

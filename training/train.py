@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-promote", action="store_true", help="never move the registry's champion alias")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = parser.parse_args(argv)
+    if args.config:  # `--config a.yaml key=value`: nargs="+" also takes the overrides; give them back
+        args.overrides = [str(c) for c in args.config if "=" in str(c)] + args.overrides
+        args.config = [c for c in args.config if "=" not in str(c)] or None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("mlflow", "alembic", "urllib3", "datasets", "httpx", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
