@@ -137,6 +137,10 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
     labelled = build(config)
     if len(labelled.gold) == 0:
         raise InputError(f"config '{config.name}': no gold labels; evaluation needs at least one gold file")
+    from training.diagnostics import warnings_for
+
+    for warning in warnings_for(labelled.report, config.labelling.min_rule_precision):
+        log.warning(warning)
     dest = config.resolve(config.output_dir) / config.name
     staging = export.stage(dest)
     try:
