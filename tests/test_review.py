@@ -9,7 +9,7 @@ from training.config import load_config
 from training.errors import InputError
 from training.gold import text_hash
 from training.label import build
-from training.review import candidates, export, import_reviews, main
+from training.review import candidates, import_reviews, main
 
 from conftest import write_config
 

@@ -105,7 +105,6 @@ def build(config: Config) -> Labelled:
             gold.append(item)
     gold_index = np.array([row_of[g.id] for g in gold], dtype=int)
     reviewed = {row_of[sid]: label for sid, label in load_reviewed(config, by_id, names).items()}
-    chosen = combiners[config.labelling.combiner]
     report = rule_report(ruleset, matrix, {int(r): g.label for r, g in zip(gold_index, gold)},
                          combiners["label_model"].rule_weights)
     return Labelled(sentences, ruleset, matrix, combiners, config.labelling.combiner, gold, gold_index,

@@ -16,7 +16,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from training.config import Config, PROJECT_ROOT, load_config, read_yaml
 from training.errors import InputError

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from training import export, track
-from training.config import Config, load_config
+from training.config import Config
 from training.errors import InputError
 from training.evaluate import classification_metrics, cross_validate, flat_metrics, plot_confusion
 from training.families import new_model
