@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +45,15 @@ class Labelled:
     def labels(self) -> list[str]:
         return self.ruleset.label_names
 
-    @property
+    @cached_property
     def rule_labels(self) -> list[str]:
         """The configured combiner's label per sentence."""
         return [self.labels[i] for i in self.combiners[self.chosen].labels]
 
-    @property
+    @cached_property
     def train_labels(self) -> list[str]:
         """Rule labels, with reviewed labels taking precedence where present."""
-        labels = self.rule_labels
+        labels = list(self.rule_labels)
         for row, label in self.reviewed.items():
             labels[row] = label
         return labels

@@ -33,16 +33,12 @@ FIELDS = ["id", "sha", "text", "current", "suggested", "reasons", "score", "labe
 
 def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) -> list[dict]:
     """The ``n`` sentences most worth reviewing, most urgent first."""
-    from training.families import new_model
-    from training.suspects import find_suspects, out_of_fold_proba
+    from training.suspects import label_issues
 
     sentences = labelled.sentences
-    texts = [s.text for s in sentences]
     train_labels = labelled.train_labels
-    family = config.evaluation.label_issues_family
-    proba = out_of_fold_proba(texts, train_labels, [s.article_id for s in sentences], labelled.labels,
-                              lambda: new_model(family, {}, labelled.labels, config.seed), config.evaluation.folds)
-    suspects = {r["id"] for r in find_suspects([s.id for s in sentences], texts, train_labels, proba, labelled.labels)}
+    issues, proba = label_issues(config, labelled)
+    suspects = {r["id"] for r in issues}
     votes = labelled.matrix
     conflicted = np.array([len(set(row[row >= 0])) > 1 for row in votes])
     confidence = proba.max(axis=1)
@@ -55,7 +51,7 @@ def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) ->
         urgency = 2 * (s.id in suspects) + int(conflicted[i]) + (1 - confidence[i])
         rows.append({"id": s.id, "sha": text_hash(s.text), "text": s.text, "current": train_labels[i],
                      "suggested": labelled.labels[int(proba[i].argmax())],
-                     "reasons": ",".join(reasons + ["low_confidence"] if not reasons else reasons),
+                     "reasons": ",".join(reasons or ["low_confidence"]),
                      "score": round(float(urgency), 4), "label": ""})
     rows.sort(key=lambda r: -r["score"])
     return rows[:n]

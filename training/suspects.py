@@ -5,10 +5,14 @@ probabilities; a small built-in version of the same test when cleanlab is not in
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import GroupKFold
+
+if TYPE_CHECKING:
+    from training.config import Config
+    from training.label import Labelled
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +68,20 @@ def find_suspects(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str
              "score": round(float(self_confidence[i]), 4), "method": method}
             for i in np.flatnonzero(mask)]
     return sorted(rows, key=lambda r: r["score"])
+
+
+def label_issues(config: "Config", labelled: "Labelled") -> tuple[list[dict], np.ndarray]:
+    """Suspect training labels of a labelled corpus, and the out-of-fold probabilities behind them.
+
+    The probabilities come from ``evaluation.label_issues_family`` (a cheap family), folded by article.
+    """
+    from training.families import new_model
+
+    family = config.evaluation.label_issues_family
+    params = config.model.params if family == config.model.family else {}
+    ids = [s.id for s in labelled.sentences]
+    texts = [s.text for s in labelled.sentences]
+    proba = out_of_fold_proba(texts, labelled.train_labels, [s.article_id for s in labelled.sentences],
+                              labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
+                              config.evaluation.folds)
+    return find_suspects(ids, texts, labelled.train_labels, proba, labelled.labels), proba

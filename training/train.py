@@ -26,6 +26,7 @@ from training.errors import InputError
 from training.evaluate import classification_metrics, cross_validate, flat_metrics, plot_confusion
 from training.families import new_model
 from training.label import Labelled, build, to_dataset
+from training.suspects import label_issues
 
 log = logging.getLogger("training")
 
@@ -87,20 +88,6 @@ def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
         metrics[f"rules_{name}"] = value
     details = {"cv": cv, "misclassified": _misclassified(labelled, cv.predictions, cv.probabilities, cv.fold_of)}
     return metrics, details
-
-
-def label_issues(config: Config, labelled: Labelled) -> list[dict]:
-    """Suspect training labels from out-of-fold probabilities of the configured cheap family."""
-    from training.suspects import find_suspects, out_of_fold_proba
-
-    family = config.evaluation.label_issues_family
-    params = config.model.params if family == config.model.family else {}
-    sentences = labelled.sentences
-    proba = out_of_fold_proba([s.text for s in sentences], labelled.train_labels, [s.article_id for s in sentences],
-                              labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
-                              config.evaluation.folds)
-    return find_suspects([s.id for s in sentences], [s.text for s in sentences], labelled.train_labels, proba,
-                         labelled.labels)
 
 
 def _log_artifacts(config: Config, labelled: Labelled, metrics: dict, details: dict, workdir: Path) -> None:
@@ -167,7 +154,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_metrics({"model.fold_macro_f1": score}, step=step)
             _log_artifacts(config, labelled, metrics, details, Path(tmp))
             if config.evaluation.find_label_issues:
-                suspects = label_issues(config, labelled)
+                suspects, _ = label_issues(config, labelled)
                 track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
                                 "suspect_labels")
                 track.log_metrics({"data.suspect_labels": len(suspects)})
