@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.evaluate import classification_metrics, cross_validate, grouped_folds
@@ -39,12 +40,12 @@ class Memorise:
 
     seen: list = []
 
-    def fit(self, texts, labels):
-        Memorise.seen.append(set(texts))
+    def fit(self, records, labels):
+        Memorise.seen.append(set(records["text"]))
         return self
 
-    def predict_proba(self, texts):
-        return np.tile([1.0, 0.0], (len(texts), 1))
+    def predict_proba(self, records):
+        return np.tile([1.0, 0.0], (len(records), 1))
 
 
 def test_cross_validate_trains_without_test_articles():
@@ -52,7 +53,8 @@ def test_cross_validate_trains_without_test_articles():
     articles = [f"a{i // 5}" for i in range(30)]
     gold_index = np.arange(30)
     Memorise.seen = []
-    cv = cross_validate(texts, ["x"] * 30, articles, gold_index, ["x"] * 30, ["x", "y"], 3, Memorise)
+    records = pd.DataFrame({"text": texts, "article_id": articles, "index": [i % 5 for i in range(30)]})
+    cv = cross_validate(records, ["x"] * 30, gold_index, ["x"] * 30, ["x", "y"], 3, Memorise)
     assert len(Memorise.seen) == 3
     for number, seen in enumerate(Memorise.seen):
         tested = {texts[i] for i in gold_index[cv.fold_of == number]}

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.families import new_model
@@ -36,7 +37,8 @@ def planted(n_articles: int = 12, seed: int = 0):
 @pytest.mark.parametrize("use_cleanlab", [True, False])
 def test_planted_label_errors_are_found(use_cleanlab):
     ids, texts, noisy, articles, flipped = planted()
-    proba = out_of_fold_proba(texts, noisy, articles, LABELS,
+    records = pd.DataFrame({"text": texts, "article_id": articles})
+    proba = out_of_fold_proba(records, noisy, LABELS,
                               lambda: new_model("tfidf_logreg", {}, LABELS, 0), folds=4)
     rows = find_suspects(ids, texts, noisy, proba, LABELS, use_cleanlab=use_cleanlab)
     found = {ids.index(r["id"]) for r in rows}

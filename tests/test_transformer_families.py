@@ -90,21 +90,21 @@ def test_finetuned_folder_is_safetensors_with_label_map(finetune_run):
 
 @pytest.mark.parametrize("family", sorted(TINY))
 def test_same_seed_same_probabilities(family):
-    from training.families import minilm_head
+    from training import encoder
 
     texts = TEXTS * 2
     labels = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"] * 2
     params = {**TINY[family], "epochs": 2} if family == "minilm_finetune" else TINY[family]
     runs = []
     for _ in range(2):
-        minilm_head.clear_cache()
+        encoder.clear_cache()
         runs.append(new_model(family, params, LABELS, seed=3).fit(texts, labels).predict_proba(TEXTS))
     assert runs[0].shape == (len(TEXTS), len(LABELS))
     assert np.array_equal(runs[0], runs[1])
 
 
 def test_head_embeddings_keep_input_order_despite_length_sorting():
-    from training.families.minilm_head import embed, length_batches
+    from training.encoder import embed, length_batches
 
     texts = sorted(TEXTS, key=len, reverse=True)[:2] + TEXTS  # lengths deliberately out of order
     assert [i for batch in length_batches(texts, 3) for i in batch] != list(range(len(texts)))
@@ -130,7 +130,7 @@ def test_hybrid_uses_rule_votes_and_keeps_its_rules_copy(tmp_path):
     params = {"rules": str(rules), "max_length": 32, "min_df": 1}
     labels = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"]
     model = new_model("minilm_hybrid", params, LABELS, seed=0).fit(TEXTS * 2, labels * 2)
-    votes = model._votes(["Subscribe to our newsletter", "The weather was mild."])
+    votes = model.rule_votes.transform(["Subscribe to our newsletter", "The weather was mild."])
     assert votes[0, LABELS.index("boilerplate")] > 0 and votes[1].sum() == 0
     before = model.predict_proba(TEXTS)
     export = tmp_path / "export"

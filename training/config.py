@@ -4,6 +4,10 @@ Every section is a pydantic model with ``extra="forbid"`` so an unknown or misty
 error naming the key. Family-specific model parameters are validated by the family's own
 ``Params`` model (see :mod:`training.families`), so a new family needs no change here.
 Relative paths in a config resolve against the project root (the folder holding ``configs/``).
+
+Configs are layered: ``extends: base.yaml`` (relative to the config's own folder) starts from
+another config and applies this file's keys on top (sections merge key by key, lists replace;
+a config that names another ``model.family`` starts that family's ``params`` afresh).
 """
 
 from __future__ import annotations
@@ -160,15 +164,44 @@ def _describe(error: ValidationError, path: Path) -> str:
     return f"{path}: key '{key}': {message}{more}"
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> Config:
-    """Load, override and validate a config file; any problem is one :class:`InputError` line."""
-    path = Path(path) if path else DEFAULT_CONFIG
+def merge(base: dict, delta: dict) -> dict:
+    """``delta`` applied on ``base``: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in delta.items():
+        if key == "model" and isinstance(value, dict) and isinstance(out.get(key), dict) \
+                and "family" in value and value["family"] != out[key].get("family"):
+            out[key] = {"params": {}, **copy.deepcopy(value)}  # another family: its own params only
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_layered(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's keys with its ``extends`` chain resolved (base first)."""
     raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of keys at the top level")
-    raw = copy.deepcopy(raw)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise InputError(f"{path}: key 'extends': expected a config file name")
+    base_path = (path.parent / parent).resolve()
+    if base_path in _seen:
+        raise InputError(f"{path}: key 'extends': '{parent}' extends itself (a cycle)")
+    inherited = read_layered(base_path, (*_seen, path.resolve()))
+    inherited.pop("name", None)  # a config's name is its own (default: its file name)
+    return merge(inherited, raw)
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load, override and validate a config file; any problem is one :class:`InputError` line."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    raw = read_layered(path)
     raw.setdefault("name", path.stem)
     for assignment in overrides or []:
         apply_override(raw, assignment)

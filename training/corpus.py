@@ -156,20 +156,28 @@ def load_sources(sources, resolve) -> list[Sentence]:
     """Sentences of every configured source, in order; a missing optional source is skipped.
 
     ``sources`` are :class:`training.config.SourceConfig`; ``resolve`` makes their paths absolute.
+    Skipped sources are reported in one line that also says what the run is left with.
     """
     import logging
 
     log = logging.getLogger(__name__)
     sentences: list[Sentence] = []
+    read, skipped = [], []
     for spec in sources:
         path = resolve(spec.path)
         if not path.exists() and spec.optional:
-            log.warning("corpus source '%s' (%s) not found; skipped", spec.name, path)
+            skipped.append(f"'{spec.name}' ({path})")
             continue
+        before = len(sentences)
         if spec.kind == "folder":
             sentences.extend(read_folder(path, source=spec.name))
         else:
             sentences.extend(read_table(spec.kind, path, spec.text_column, spec.id_column, spec.name))
+        pages = len({s.article_id for s in sentences[before:]})
+        read.append(f"{spec.name} ({pages} pages)")
+    if skipped:
+        log.warning("optional source%s not found, skipped: %s; using %s", "s" if len(skipped) > 1 else "",
+                    ", ".join(skipped), ", ".join(read) or "nothing")
     ids = [s.id for s in sentences]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

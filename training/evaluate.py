@@ -80,13 +80,20 @@ class CrossValidation:
 
 
 def cross_validate(
-    texts: Sequence[str], train_labels: Sequence[str], articles: Sequence[str],
-    gold_index: np.ndarray, gold_labels: Sequence[str], labels: Sequence[str], n_folds: int,
-    make_model: Callable[[], object], progress: Callable[[str], None] = lambda _: None,
+    records, train_labels: Sequence[str], gold_index: np.ndarray, gold_labels: Sequence[str],
+    labels: Sequence[str], n_folds: int, make_model: Callable[[], object],
+    progress: Callable[[str], None] = lambda _: None,
 ) -> CrossValidation:
-    """Out-of-fold predictions on every gold sentence from models trained on the other articles."""
+    """Out-of-fold predictions on every gold sentence from models trained on the other articles.
+
+    ``records`` are all sentences (text, article_id, index); a fold's model sees whole pages on
+    both sides: it trains on every sentence of the other articles and predicts every sentence of
+    the held-out articles (so context-aware models see the neighbours), scored on their gold.
+    """
+    from training.records import take
+
     started = time.perf_counter()
-    texts = list(texts)
+    articles = records["article_id"].to_numpy(dtype=object)
     train_labels = np.asarray(train_labels, dtype=object)
     position = {int(i): p for p, i in enumerate(gold_index)}
     predictions = np.empty(len(gold_index), dtype=object)
@@ -97,8 +104,11 @@ def cross_validate(
     for number, fold in enumerate(folds):
         progress(f"fold {number + 1}/{len(folds)}: train {len(fold.train)} sentences, test {len(fold.test)}")
         model = make_model()
-        model.fit([texts[i] for i in fold.train], list(train_labels[fold.train]))
-        proba = model.predict_proba([texts[i] for i in fold.test])
+        model.fit(take(records, fold.train), list(train_labels[fold.train]))
+        held_out = np.flatnonzero(np.isin(articles, list(set(articles[fold.test]))))
+        page_proba = model.predict_proba(take(records, held_out))
+        row_in_pages = {int(r): k for k, r in enumerate(held_out)}
+        proba = page_proba[[row_in_pages[int(i)] for i in fold.test]]
         rows = [position[int(i)] for i in fold.test]
         probabilities[rows] = proba
         predictions[rows] = [labels[k] for k in proba.argmax(axis=1)]

@@ -58,6 +58,13 @@ class Labelled:
             labels[row] = label
         return labels
 
+    @cached_property
+    def records(self):
+        """The sentences as records (text, article_id, index) for the families."""
+        from training.records import as_records
+
+        return as_records(self.sentences)
+
     @property
     def gold_labels(self) -> list[str]:
         return [g.label for g in self.gold]
@@ -78,15 +85,19 @@ def load_reviewed(config: Config, by_id: dict[str, Sentence], labels: list[str])
     reviewed: dict[str, str] = {}
     for path in map(config.resolve, config.labelling.reviewed):
         if not path.exists():
-            log.warning("reviewed-labels file %s does not exist; skipped", path)
+            log.debug("reviewed-labels file %s does not exist; skipped", path)
             continue
         reviewed.update({item.id: item.label for item in load_gold(path, by_id, labels, optional=True)})
     return reviewed
 
 
 def build(config: Config) -> Labelled:
+    """Read the sources, vote with the rules, combine the votes, attach gold and reviewed labels."""
+    log.info("reading %d source(s) and segmenting pages", len(config.sources))
     sentences = load_sources(config.sources, config.resolve)
     ruleset = load_rules(config.resolve(config.labelling.rules))
+    log.info("%d sentences on %d pages; applying %d rules and fitting the label model", len(sentences),
+             len({s.article_id for s in sentences}), len(ruleset.rules))
     matrix = apply_rules(ruleset, sentences)
     names = ruleset.label_names
     combiners = {

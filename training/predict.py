@@ -1,10 +1,14 @@
-"""Predict from code.
+"""Predict from code: pages in, pages out.
 
-    from training.predict import load, predict, predict_proba, classify_article
-    predict(["Shoigu spoke with Austin by phone."])          # default model: models/default
-    clf = load("models/minilm-finetune"); clf.predict([...])
+    from training.predict import load, predict, predict_proba, classify_article, classify_articles
+    predict(["Shoigu spoke with Austin by phone."])          # each string is a one-sentence page
+    classify_article(page_text)                              # one page: its sentences, labelled
+    classify_articles([page_a, page_b])                      # many pages in one batch
+    clf = load("models/seeds-minilm-finetune"); clf.predict([...])
     load("models:/sentence-classifier@champion")             # any MLflow model URI
 
+Context-aware models (the default) see a sentence's neighbours only when whole pages come in
+(``classify_article(s)`` or records with ``article_id``/``index`` to ``predict_records``).
 Models are loaded once and cached per path.
 """
 
@@ -19,6 +23,7 @@ import numpy as np
 from training.config import PROJECT_ROOT
 from training.corpus import segment_article
 from training.export import MANIFEST, load_family_model
+from training.records import as_records
 
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
 
@@ -50,11 +55,14 @@ class SentenceClassifier:
     def __repr__(self) -> str:
         return f"SentenceClassifier(family={self.family!r}, path={self.path!r})"
 
-    def proba_matrix(self, texts: Sequence[str]) -> np.ndarray:
-        texts = _check_texts(texts)
-        if not texts:
+    def proba_matrix(self, records) -> np.ndarray:
+        """Probabilities (rows: records, columns: labels); a list of strings is one-sentence pages."""
+        if not isinstance(records, str) and not hasattr(records, "columns") and not hasattr(records, "to_pandas"):
+            records = _check_texts(records)
+        records = as_records(records)
+        if len(records) == 0:
             return np.zeros((0, len(self.labels)))
-        proba = np.asarray(self.model.predict_proba(texts), dtype=float)
+        proba = np.asarray(self.model.predict_proba(records), dtype=float)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -63,17 +71,34 @@ class SentenceClassifier:
     def predict_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
         return [dict(zip(self.labels, map(float, row))) for row in self.proba_matrix(texts)]
 
+    def classify_articles(self, pages: Sequence[str]) -> list[list[dict]]:
+        """Each page segmented and classified with its neighbours in view; one list of sentences per page.
+
+        A sentence is ``{"index", "text", "start", "end", "label", "probability", "probabilities"}``;
+        ``text == page[start:end]``. All pages go through the model in one batch.
+        """
+        if isinstance(pages, str):
+            raise TypeError("pages must be a list of page texts, not a single string (use classify_article)")
+        pages = list(pages)
+        sentences = []
+        for number, text in enumerate(pages):
+            if not isinstance(text, str):
+                raise TypeError(f"pages[{number}] is {type(text).__name__}, not str")
+            sentences.extend(segment_article(f"page-{number}", text))
+        proba = self.proba_matrix(as_records(sentences))
+        out: list[list[dict]] = [[] for _ in pages]
+        for s, row in zip(sentences, proba):
+            out[int(s.article_id.rsplit("-", 1)[1])].append(
+                {"index": s.index, "text": s.text, "start": s.start, "end": s.end,
+                 "label": self.labels[int(row.argmax())], "probability": float(row.max()),
+                 "probabilities": dict(zip(self.labels, map(float, row)))})
+        return out
+
     def classify_article(self, text: str) -> list[dict]:
-        """One record per sentence of an article: text, start, end, label, probability."""
+        """One record per sentence of a page: index, text, start, end, label, probability (and all probabilities)."""
         if not isinstance(text, str):
             raise TypeError(f"text is {type(text).__name__}, not str")
-        sentences = segment_article("article", text)
-        proba = self.proba_matrix([s.text for s in sentences])
-        return [
-            {"text": s.text, "start": s.start, "end": s.end,
-             "label": self.labels[int(row.argmax())], "probability": float(row.max())}
-            for s, row in zip(sentences, proba)
-        ]
+        return self.classify_articles([text])[0]
 
 
 def _is_mlflow_uri(path: str) -> bool:
@@ -126,3 +151,13 @@ def predict_proba(texts: Sequence[str], model: ModelArg = None) -> list[dict[str
 
 def classify_article(text: str, model: ModelArg = None) -> list[dict]:
     return _resolve(model).classify_article(text)
+
+
+def classify_articles(pages: Sequence[str], model: ModelArg = None) -> list[list[dict]]:
+    return _resolve(model).classify_articles(pages)
+
+
+def predict_records(records, model: ModelArg = None) -> list[str]:
+    """Labels for sentence records (a DataFrame or ``datasets.Dataset`` with text, article_id, index)."""
+    classifier = _resolve(model)
+    return [classifier.labels[i] for i in classifier.proba_matrix(records).argmax(axis=1)]

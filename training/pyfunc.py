@@ -1,7 +1,9 @@
 """The MLflow pyfunc flavour: any exported model folder served through ``mlflow.pyfunc``.
 
-``predict`` takes a DataFrame with a ``text`` column (or a list of strings) and returns a
-DataFrame with the predicted ``label`` and one ``p_<label>`` probability column per label.
+``predict`` takes a DataFrame of sentence records: ``text`` (required), ``article_id`` and
+``index`` (optional: without ``article_id`` each row is a one-sentence page; without ``index``
+the rows of a page are in page order). It returns a DataFrame with the predicted ``label`` and
+one ``p_<label>`` probability column per label, one row per input row.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ class SentenceClassifierModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
-            column = "text" if "text" in model_input.columns else model_input.columns[0]
-            texts = model_input[column].astype(str).tolist()
+            frame = model_input if "text" in model_input.columns else model_input.rename(
+                columns={model_input.columns[0]: "text"})
+            frame = frame.assign(text=frame["text"].astype(str))
         else:
-            texts = [str(t) for t in model_input]
-        proba = self.classifier.proba_matrix(texts)
+            frame = pd.DataFrame({"text": [str(t) for t in model_input]})
+        proba = self.classifier.proba_matrix(frame)
         labels = self.classifier.labels
-        frame = pd.DataFrame(proba, columns=[f"p_{name}" for name in labels])
-        frame.insert(0, "label", [labels[i] for i in proba.argmax(axis=1)] if len(texts) else [])
-        return frame
+        out = pd.DataFrame(proba, columns=[f"p_{name}" for name in labels])
+        out.insert(0, "label", [labels[i] for i in proba.argmax(axis=1)] if len(frame) else [])
+        return out

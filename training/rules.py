@@ -141,23 +141,48 @@ class LineFeatures:
     article: np.ndarray
 
 
-def line_features(sentences: Sequence[Sentence]) -> LineFeatures:
-    articles_per_text: dict[str, set[str]] = {}
+def line_key(text: str) -> str:
+    """The form under which a line counts as "the same line" on another page."""
+    return text.strip().lower()
+
+
+def recurrence_table(sentences: Sequence[Sentence], min_pages: int = 2) -> dict[str, int]:
+    """Lines that occur on at least ``min_pages`` pages → on how many pages they occur."""
+    pages: dict[str, set[str]] = {}
+    for s in sentences:
+        pages.setdefault(line_key(s.text), set()).add(s.article_id)
+    return {line: len(ids) for line, ids in pages.items() if len(ids) >= min_pages}
+
+
+def line_shape(text: str) -> tuple[int, float, bool]:
+    """(words, share of capitalised words, ends like a sentence) of one line."""
+    tokens = _WORD.findall(text)
+    capitalised = sum(t[0].isupper() for t in tokens) / len(tokens) if tokens else 0.0
+    return len(tokens), capitalised, bool(_TERMINAL.search(text.strip()))
+
+
+def line_features(sentences: Sequence[Sentence], known_recurrence: Optional[dict[str, int]] = None) -> LineFeatures:
+    """Shape and place of every sentence.
+
+    Recurrence is the number of pages of ``sentences`` that carry the line; given
+    ``known_recurrence`` (a :func:`recurrence_table` learned on training pages) it is that count
+    instead (1 for a line it does not hold), so a page's votes never depend on the other pages
+    scored with it, and the training corpus gets exactly the labelling stage's counts.
+    """
     sizes = Counter(s.article_id for s in sentences)
-    for s in sentences:
-        articles_per_text.setdefault(s.text.strip().lower(), set()).add(s.article_id)
-    words, caps = [], []
-    for s in sentences:
-        tokens = _WORD.findall(s.text)
-        words.append(len(tokens))
-        caps.append(sum(t[0].isupper() for t in tokens) / len(tokens) if tokens else 0.0)
+    if known_recurrence is None:
+        here, known = recurrence_table(sentences, min_pages=1), {}
+    else:
+        here, known = {}, known_recurrence
+    shapes = [line_shape(s.text) for s in sentences]
     return LineFeatures(
-        words=np.array(words, dtype=int),
-        capitalised=np.array(caps, dtype=float),
-        terminal=np.array([bool(_TERMINAL.search(s.text.strip())) for s in sentences], dtype=bool),
+        words=np.array([w for w, _, _ in shapes], dtype=int),
+        capitalised=np.array([c for _, c, _ in shapes], dtype=float),
+        terminal=np.array([t for _, _, t in shapes], dtype=bool),
         index=np.array([s.index for s in sentences], dtype=int),
         from_end=np.array([sizes[s.article_id] - 1 - s.index for s in sentences], dtype=int),
-        recurrence=np.array([len(articles_per_text[s.text.strip().lower()]) for s in sentences], dtype=int),
+        recurrence=np.array([max(here.get(line_key(s.text), 1), known.get(line_key(s.text), 0)) for s in sentences],
+                            dtype=int),
         article=np.array([s.article_id for s in sentences], dtype=object),
     )
 
@@ -211,13 +236,15 @@ def _neighbour_has(votes: np.ndarray, article: np.ndarray) -> np.ndarray:
     return out
 
 
-def apply_rules(ruleset: RuleSet, sentences: Sequence[Sentence]) -> np.ndarray:
+def apply_rules(ruleset: RuleSet, sentences: Sequence[Sentence],
+                known_recurrence: Optional[dict[str, int]] = None) -> np.ndarray:
     """The label matrix: shape (sentences, rules), label index or ABSTAIN (-1).
 
     Sentences must be in article order (as the corpus stage returns them) for neighbour rules.
+    ``known_recurrence``: lines counted on training pages (see :func:`line_features`).
     """
     texts = [s.text for s in sentences]
-    feats = line_features(sentences)
+    feats = line_features(sentences, known_recurrence)
     names = ruleset.label_names
     pairs = ruleset.rules
     matrix = np.full((len(sentences), len(pairs)), ABSTAIN, dtype=int)

@@ -17,17 +17,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def out_of_fold_proba(texts: Sequence[str], labels: Sequence[str], articles: Sequence[str],
-                      label_names: Sequence[str], make_model: Callable[[], object], folds: int) -> np.ndarray:
-    """Probabilities for every sentence from a model that never saw its article."""
-    texts = list(texts)
+def out_of_fold_proba(records, labels: Sequence[str], label_names: Sequence[str],
+                      make_model: Callable[[], object], folds: int) -> np.ndarray:
+    """Probabilities for every sentence (records: text, article_id, index) from a model that never saw its page."""
+    from training.records import take
+
     labels = np.asarray(labels, dtype=object)
-    proba = np.zeros((len(texts), len(label_names)))
-    groups = np.asarray(articles, dtype=object)
-    splitter = GroupKFold(n_splits=min(folds, len(set(articles))))
-    for train, test in splitter.split(texts, groups=groups):
-        model = make_model().fit([texts[i] for i in train], list(labels[train]))
-        proba[test] = model.predict_proba([texts[i] for i in test])
+    proba = np.zeros((len(records), len(label_names)))
+    groups = records["article_id"].to_numpy(dtype=object)
+    splitter = GroupKFold(n_splits=min(folds, len(set(groups))))
+    for train, test in splitter.split(np.zeros(len(records)), groups=groups):
+        model = make_model().fit(take(records, train), list(labels[train]))
+        proba[test] = model.predict_proba(take(records, test))
     return proba
 
 
@@ -81,7 +82,6 @@ def label_issues(config: "Config", labelled: "Labelled") -> tuple[list[dict], np
     params = config.model.params if family == config.model.family else {}
     ids = [s.id for s in labelled.sentences]
     texts = [s.text for s in labelled.sentences]
-    proba = out_of_fold_proba(texts, labelled.train_labels, [s.article_id for s in labelled.sentences],
-                              labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
+    proba = out_of_fold_proba(labelled.records, labelled.train_labels, labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
                               config.evaluation.folds)
     return find_suspects(ids, texts, labelled.train_labels, proba, labelled.labels), proba

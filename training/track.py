@@ -136,17 +136,25 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def log_model(model_folder: Path, config: Config, examples: list[str]):
-    """Log the exported folder as a pyfunc model with signature and example; register it."""
+def log_model(model_folder: Path, config: Config, example: pd.DataFrame):
+    """Log the exported folder as a pyfunc model with signature and example; register it.
+
+    ``example``: a few records (text, article_id, index); the signature makes ``text`` required
+    and ``article_id``/``index`` optional, so callers may send bare sentences or whole pages.
+    """
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     from training.pyfunc import SentenceClassifierModel
 
     wrapper = SentenceClassifierModel()
     wrapper.load_context(type("Ctx", (), {"artifacts": {"model": str(model_folder)}})())
-    example = pd.DataFrame({"text": examples})
-    signature = infer_signature(example, wrapper.predict(None, example))
+    example = example[["text", "article_id", "index"]].reset_index(drop=True)
+    inputs = Schema([ColSpec("string", "text"), ColSpec("string", "article_id", required=False),
+                     ColSpec("long", "index", required=False)])
+    outputs = infer_signature(example, wrapper.predict(None, example)).outputs
+    signature = ModelSignature(inputs=inputs, outputs=outputs)
     return mlflow.pyfunc.log_model(
         name="model", python_model=wrapper, artifacts={"model": str(model_folder)},
         code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,

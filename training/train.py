@@ -71,14 +71,12 @@ def _misclassified(labelled: Labelled, predictions, probabilities, fold_of) -> l
 def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
     """Grouped CV of the model and the rules' scores on the same gold sentences."""
     labels = labelled.labels
-    texts = [s.text for s in labelled.sentences]
-    articles = [s.article_id for s in labelled.sentences]
 
     def make_model():
         set_seed(config.seed)
         return new_model(config.model.family, config.model.params, labels, config.seed)
 
-    cv = cross_validate(texts, labelled.train_labels, articles, labelled.gold_index, labelled.gold_labels,
+    cv = cross_validate(labelled.records, labelled.train_labels, labelled.gold_index, labelled.gold_labels,
                         labels, config.evaluation.folds, make_model, progress=log.info)
     model_metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
     model_metrics["macro_f1_fold_mean"] = float(np.mean(cv.fold_macro_f1))
@@ -126,8 +124,10 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
         raise InputError(f"config '{config.name}': no gold labels; evaluation needs at least one gold file")
     from training.diagnostics import warnings_for
 
-    for warning in warnings_for(labelled.report, config.labelling.min_rule_precision):
-        log.warning(warning)
+    rule_warnings = warnings_for(labelled.report, config.labelling.min_rule_precision)
+    if rule_warnings:
+        log.warning("%d rule warning(s) (low precision on gold or never firing): see the rule report "
+                    "(python -m training.label, or the run's tables/rule_report)", len(rule_warnings))
     dest = config.resolve(config.output_dir) / config.name
     staging = export.stage(dest)
     try:
@@ -142,7 +142,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             fit_started = time.perf_counter()
             set_seed(config.seed)
             model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
-            model.fit([s.text for s in labelled.sentences], labelled.train_labels)
+            model.fit(labelled.records, labelled.train_labels)
             train_seconds = time.perf_counter() - fit_started
             flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key).items()},
                     **_rule_metrics(labelled),
@@ -154,6 +154,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_metrics({"model.fold_macro_f1": score}, step=step)
             _log_artifacts(config, labelled, metrics, details, Path(tmp))
             if config.evaluation.find_label_issues:
+                log.info("searching for suspect training labels (%s, out of fold)", config.evaluation.label_issues_family)
                 suspects, _ = label_issues(config, labelled)
                 track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
                                 "suspect_labels")
@@ -161,8 +162,9 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
                          metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
                                          "train_seconds": train_seconds})
-            examples = [labelled.sentences[int(i)].text for i in labelled.gold_index[:3]]
-            info = track.log_model(staging, config, examples)
+            log.info("logging the model to MLflow%s", " and registering it" if config.tracking.registered_model else "")
+            first_page = labelled.records["article_id"] == labelled.records["article_id"].iloc[0]
+            info = track.log_model(staging, config, labelled.records[first_page].head(5))
             version = getattr(info, "registered_model_version", None)
             champion = ""
             if config.tracking.registered_model and version is not None:

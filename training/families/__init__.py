@@ -1,10 +1,13 @@
 """Model families behind one small interface.
 
-A family is a module exposing ``Params`` (a pydantic model of its config keys) and ``Model`` with
-``Model(params, labels, seed)``, ``fit(texts, labels) -> self``, ``predict_proba(texts)`` (an
-array whose columns follow ``labels``), ``save(folder)`` and ``Model.load(folder)``. Adding a
-family is one new module plus one line in :data:`FAMILIES`. Modules load lazily so the TF-IDF
-family never imports torch.
+A family is a module exposing ``Params`` (a pydantic model of its config keys, importable
+without torch) and ``Model`` with ``Model(params, labels, seed)``, ``fit(records, labels) -> self``,
+``predict_proba(records)`` (an array whose columns follow ``labels``), ``save(folder)`` and
+``Model.load(folder, params, labels, seed)``. Records are sentences that keep their page (a
+DataFrame with ``text``, ``article_id``, ``index``; see :mod:`training.records`); a list of
+strings is taken as one-sentence pages. Adding a family is one new module plus one line in
+:data:`FAMILIES`; its parts (encoder, feature blocks, head) come from :mod:`training.encoder`
+and :mod:`training.blocks`. Modules load lazily so the TF-IDF family never imports torch.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ FAMILIES: dict[str, str] = {
 class FamilyModel(Protocol):
     labels: list[str]
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "FamilyModel": ...
+    def fit(self, records: Any, labels: Sequence[str]) -> "FamilyModel": ...
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+    def predict_proba(self, records: Any) -> np.ndarray: ...
 
     def save(self, folder) -> None: ...
 

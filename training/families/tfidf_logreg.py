@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import joblib
 import numpy as np
@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from training.families import full_proba
+from training.records import as_records, texts_of
 
 
 class Params(BaseModel):
@@ -38,14 +39,14 @@ class Model:
                                        max_iter=params.max_iter, random_state=seed)),
         ])
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "Model":
-        self.pipeline.fit(list(texts), list(labels))
+    def fit(self, records, labels) -> "Model":
+        self.pipeline.fit(texts_of(as_records(records)), list(labels))
         return self
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
+    def predict_proba(self, records) -> np.ndarray:
+        if len(records) == 0:
             return np.zeros((0, len(self.labels)))
-        proba = self.pipeline.predict_proba(list(texts))
+        proba = self.pipeline.predict_proba(texts_of(as_records(records)))
         return full_proba(proba, list(self.pipeline.classes_), self.labels)
 
     def save(self, folder: Path) -> None:

@@ -1,0 +1,201 @@
+"""Feature blocks: scikit-learn transformers that turn sentence records into feature columns.
+
+Each block takes records (a DataFrame with ``text``, ``article_id``, ``index``; see
+:mod:`training.records`) and returns a matrix with one row per record, in the order given.
+``__init__`` only stores parameters; whatever a block learns (TF-IDF vocabulary, the rules it
+votes with, lines that recur across training pages) is set in ``fit`` and saved with the model,
+so a single new page gets the same features at predict time as the training corpus did.
+Families compose blocks with a ``FeatureUnion`` and a head (see :mod:`training.families.minilm_hybrid`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from training.config import PROJECT_ROOT
+from training.corpus import Sentence
+from training.encoder import PACKAGED, embed
+from training.records import as_records, page_layout, texts_of
+from training.rules import apply_rules, line_key, line_shape, load_rules, recurrence_table
+
+MAX_VOTES = 3  # vote counts per label are capped and scaled to [0, 1]
+
+
+def _neighbour_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` with zero rows where ``rows`` is -1 (page edge)."""
+    out = np.zeros((len(rows), matrix.shape[1]), dtype=matrix.dtype)
+    present = rows >= 0
+    out[present] = matrix[rows[present]]
+    return out
+
+
+def _with_neighbours(records, matrix: np.ndarray, window: int = 1) -> np.ndarray:
+    """``matrix`` with the rows of the ``window`` previous and next sentences of the same page beside it."""
+    layout = page_layout(records)
+    parts = [matrix]
+    for step in (layout.previous, layout.next):
+        rows = np.arange(len(records))
+        for _ in range(window):
+            rows = np.where(rows >= 0, step[np.maximum(rows, 0)], -1)
+            parts.append(_neighbour_rows(matrix, rows))
+    return np.hstack(parts)
+
+
+class SentenceEmbedding(BaseEstimator, TransformerMixin):
+    """The sentence's MiniLM embedding and those of the ``neighbours`` previous and next sentences."""
+
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+                 neighbours: int = 0) -> None:
+        self.encoder, self.max_length, self.batch_size, self.neighbours = encoder, max_length, batch_size, neighbours
+
+    def fit(self, X, y=None) -> "SentenceEmbedding":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        vectors = embed(texts_of(records), self.encoder, self.max_length, self.batch_size)
+        return _with_neighbours(records, vectors, self.neighbours) if self.neighbours else vectors
+
+
+class PageEmbedding(BaseEstimator, TransformerMixin):
+    """The mean embedding of the sentence's page (what the page is about), L2-normalised."""
+
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32) -> None:
+        self.encoder, self.max_length, self.batch_size = encoder, max_length, batch_size
+
+    def fit(self, X, y=None) -> "PageEmbedding":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        vectors = embed(texts_of(records), self.encoder, self.max_length, self.batch_size)
+        codes, _ = pd.factorize(records["article_id"])
+        sums = np.zeros((codes.max() + 1 if len(codes) else 0, vectors.shape[1]), dtype=np.float64)
+        np.add.at(sums, codes, vectors)
+        means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
+        return means[codes].astype(np.float32)
+
+
+class WordNgrams(BaseEstimator, TransformerMixin):
+    """TF-IDF n-grams of the sentence text: words 1..``ngram_max`` (``analyzer="word"``) or
+    characters 2..``ngram_max`` inside word boundaries (``analyzer="char_wb"``: markup, symbols, dates)."""
+
+    def __init__(self, ngram_max: int = 2, min_df: int = 2, analyzer: str = "word") -> None:
+        self.ngram_max, self.min_df, self.analyzer = ngram_max, min_df, analyzer
+
+    def _vectorizer(self) -> TfidfVectorizer:
+        low = 1 if self.analyzer == "word" else 2
+        return TfidfVectorizer(ngram_range=(low, self.ngram_max), min_df=self.min_df, sublinear_tf=True,
+                               strip_accents="unicode", analyzer=self.analyzer, lowercase=True)
+
+    def fit(self, X, y=None) -> "WordNgrams":
+        self.vectorizer_ = self._vectorizer().fit(texts_of(as_records(X)))
+        return self
+
+    def transform(self, X):
+        return self.vectorizer_.transform(texts_of(as_records(X)))
+
+
+def _sentences(records) -> tuple[list[Sentence], np.ndarray]:
+    """Records as corpus sentences in page order, and the page-order position of each record."""
+    layout = page_layout(records)
+    texts, articles, index = texts_of(records), records["article_id"].tolist(), layout.index
+    ordered = [Sentence(f"{articles[r]}:{index[r]}", articles[r], int(index[r]), 0, len(texts[r]), texts[r])
+               for r in layout.order]
+    position = np.empty(len(records), dtype=np.int64)
+    position[layout.order] = np.arange(len(records))
+    return ordered, position
+
+
+class RuleVotes(BaseEstimator, TransformerMixin):
+    """The labelling rules' votes per label (capped counts in [0, 1]), run over whole pages.
+
+    ``fit`` reads the rules file and learns which lines recur across training pages, so the
+    recurrence rules fire on one new page as they did on the training corpus (and a page's votes
+    never depend on the other pages in the batch). The ``neighbours`` previous and next
+    sentences' votes are added beside the sentence's own.
+    """
+
+    def __init__(self, rules: str = "configs/rules/default.yaml", neighbours: int = 0) -> None:
+        self.rules, self.neighbours = rules, neighbours
+
+    def fit(self, X, y=None) -> "RuleVotes":
+        path = Path(self.rules)
+        self.rules_path_ = path if path.is_absolute() else PROJECT_ROOT / path
+        self.ruleset_ = load_rules(self.rules_path_)
+        self.rules_text_ = self.rules_path_.read_text(encoding="utf-8")
+        sentences, _ = _sentences(as_records(X))
+        self.recurrence_ = recurrence_table(sentences)
+        return self
+
+    def label_matrix(self, X) -> np.ndarray:
+        """The rules' label matrix (records, rules) in the order given, as :func:`apply_rules` makes it."""
+        sentences, position = _sentences(as_records(X))
+        return apply_rules(self.ruleset_, sentences, self.recurrence_)[position]
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        matrix = self.label_matrix(records)
+        counts = np.stack([(matrix == k).sum(axis=1) for k in range(len(self.ruleset_.label_names))], axis=1)
+        votes = np.minimum(counts, MAX_VOTES) / MAX_VOTES
+        return _with_neighbours(records, votes, self.neighbours) if self.neighbours else votes
+
+
+class PagePosition(BaseEstimator, TransformerMixin):
+    """Where the sentence sits: first/last, relative position, distance from start and end, page size."""
+
+    def fit(self, X, y=None) -> "PagePosition":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        layout = page_layout(as_records(X))
+        span = np.maximum(layout.size - 1, 1)
+        return np.column_stack([
+            layout.index == 0, layout.from_end == 0, layout.index / span,
+            np.minimum(layout.index, 10) / 10, np.minimum(layout.from_end, 10) / 10,
+            np.log1p(layout.size) / math.log(100),
+        ]).astype(float)
+
+
+class LineShape(BaseEstimator, TransformerMixin):
+    """The line's shape: length, terminal punctuation, capitalisation, digits, list/byline marks."""
+
+    def fit(self, X, y=None) -> "LineShape":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        rows = []
+        for text in texts_of(as_records(X)):
+            words, capitalised, terminal = line_shape(text)
+            stripped = text.strip()
+            rows.append([
+                min(words, 60) / 60, words <= 3, words <= 8, terminal, capitalised,
+                sum(c.isdigit() for c in stripped) / max(len(stripped), 1),
+                stripped[:1] in "-–—•*|>", stripped.endswith(":"), stripped.isupper(),
+                "|" in stripped or "»" in stripped or "›" in stripped,
+            ])
+        return np.asarray(rows, dtype=float).reshape(-1, 10)
+
+
+class Recurrence(BaseEstimator, TransformerMixin):
+    """On how many training pages the line occurs (learned in ``fit``; 1 for an unseen line).
+
+    Pages scored together never change each other's features, so a page gets the same answer
+    alone or in any batch.
+    """
+
+    def fit(self, X, y=None) -> "Recurrence":
+        sentences, _ = _sentences(as_records(X))
+        self.recurrence_ = recurrence_table(sentences)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        counts = np.array([max(1, self.recurrence_.get(line_key(t), 0)) for t in texts_of(as_records(X))],
+                          dtype=float)
+        return np.column_stack([np.log(counts) / math.log(50), counts >= 2, counts >= 3]).astype(float)

@@ -1,0 +1,103 @@
+"""Sentence records: the one shape every family, evaluation and prediction take.
+
+A record is a sentence that keeps its page: ``text``, ``article_id`` and ``index`` (position in
+the page, 0-based). Records travel as a pandas DataFrame with those three columns. Bare strings
+become one-sentence pages, so a context-aware model sees no neighbours for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("text", "article_id", "index")
+
+
+def as_records(data: Any) -> pd.DataFrame:
+    """Records from a DataFrame, a ``datasets.Dataset``, sentences or a list of strings.
+
+    A table needs a ``text`` column; without ``article_id`` every row is its own page; without
+    ``index`` the rows of a page are taken in the order given.
+    """
+    if isinstance(data, str):
+        raise TypeError("expected a list of sentences or a table of records, not a single string")
+    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):  # datasets.Dataset
+        data = data.to_pandas()
+    if isinstance(data, pd.DataFrame):
+        return _from_frame(data)
+    items = list(data)
+    if items and hasattr(items[0], "article_id") and hasattr(items[0], "text"):  # corpus.Sentence
+        return pd.DataFrame({"text": [s.text for s in items], "article_id": [str(s.article_id) for s in items],
+                             "index": np.array([s.index for s in items], dtype=np.int64)})
+    for position, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{position}] is {type(text).__name__}, not str")
+    return pd.DataFrame({"text": items, "article_id": [f"_sentence-{i}" for i in range(len(items))],
+                         "index": np.zeros(len(items), dtype=np.int64)})
+
+
+def _from_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    if "text" not in frame.columns:
+        raise ValueError(f"records need a 'text' column (columns: {', '.join(map(str, frame.columns))})")
+    texts = frame["text"].tolist()
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"row {position}: 'text' is {type(text).__name__}, not str")
+    if "article_id" in frame.columns and frame["article_id"].notna().all():
+        articles = frame["article_id"].astype(str).tolist()
+    else:
+        articles = [f"_sentence-{i}" for i in range(len(texts))]
+    if "index" in frame.columns and frame["index"].notna().all():
+        index = frame["index"].astype(np.int64).to_numpy()
+    else:
+        index = pd.Series(articles).groupby(articles, sort=False).cumcount().to_numpy(dtype=np.int64)
+    return pd.DataFrame({"text": texts, "article_id": articles, "index": index})
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """Where each record sits on its page; neighbours are -1 at the page edges."""
+
+    order: np.ndarray  # rows sorted by (article, index): rows of a page are contiguous, in order
+    previous: np.ndarray
+    next: np.ndarray
+    index: np.ndarray  # position from the start, 0-based, counted over the records given
+    from_end: np.ndarray  # position from the end, 0 = last
+    size: np.ndarray  # sentences on the page
+
+
+def page_layout(records: pd.DataFrame) -> PageLayout:
+    articles = records["article_id"].to_numpy(dtype=object)
+    n = len(records)
+    order = np.lexsort((records["index"].to_numpy(), pd.factorize(articles)[0])) if n else np.zeros(0, dtype=int)
+    previous = np.full(n, -1, dtype=np.int64)
+    following = np.full(n, -1, dtype=np.int64)
+    if n > 1:
+        same = articles[order[1:]] == articles[order[:-1]]
+        previous[order[1:][same]] = order[:-1][same]
+        following[order[:-1][same]] = order[1:][same]
+    codes = pd.factorize(articles)[0]
+    size = np.bincount(codes, minlength=codes.max() + 1 if n else 0)[codes] if n else np.zeros(0, dtype=int)
+    position = np.zeros(n, dtype=np.int64)
+    if n:
+        starts = np.r_[True, articles[order[1:]] != articles[order[:-1]]]
+        run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+        position[order] = np.arange(n) - run_start
+    return PageLayout(order, previous, following, position, size - 1 - position, size)
+
+
+def ordered_pages(records: pd.DataFrame) -> list[pd.DataFrame]:
+    """Each page's records in page order (pages in first-seen order)."""
+    return [page.sort_values("index", kind="stable") for _, page in records.groupby("article_id", sort=False)]
+
+
+def texts_of(records: pd.DataFrame) -> list[str]:
+    return records["text"].tolist()
+
+
+def take(records: pd.DataFrame, rows: Sequence[int] | np.ndarray) -> pd.DataFrame:
+    """The given rows, re-indexed 0..n-1."""
+    return records.iloc[np.asarray(rows, dtype=np.int64)].reset_index(drop=True)
