@@ -130,8 +130,11 @@ def test_hybrid_uses_rule_votes_and_keeps_its_rules_copy(tmp_path):
     params = {"rules": str(rules), "max_length": 32, "min_df": 1}
     labels = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"]
     model = new_model("minilm_hybrid", params, LABELS, seed=0).fit(TEXTS * 2, labels * 2)
-    votes = model.rule_votes.transform(["Subscribe to our newsletter", "The weather was mild."])
+    # "The weather was mild." is on two training pages: the learned recurrence makes it a recurring line
+    votes = model.rule_votes.transform(["Subscribe to our newsletter", "Wheat prices rose this spring.",
+                                        "The weather was mild."])
     assert votes[0, LABELS.index("boilerplate")] > 0 and votes[1].sum() == 0
+    assert votes[2, LABELS.index("boilerplate")] > 0
     before = model.predict_proba(TEXTS)
     export = tmp_path / "export"
     export.mkdir()
