@@ -54,7 +54,7 @@ def test_bad_gold_lines(tmp_path, line, message):
 
 
 def test_optional_gold_for_an_absent_corpus_is_skipped(tmp_path, seeds, caplog):
-    caplog.set_level("INFO")
+    caplog.set_level("DEBUG")
     gold = load_gold(ROOT / "data/gold/corpus.jsonl", seeds, LABELS, optional=True)
     assert gold == [] and "not in the corpus" in caplog.text and "not used" in caplog.text
     with pytest.raises(InputError):

@@ -49,8 +49,13 @@ def encoder_path(encoder: str) -> Path:
 def load_encoder(path: str):
     """(tokenizer, model in eval mode) for a local folder, loaded once per process."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar each time a process loads the encoder
+    try:
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:

@@ -66,7 +66,7 @@ def load_gold(
     records = list(read_jsonl(path))
     articles = {s.article_id for s in sentences.values()}
     if optional and records and not any(r.get("id", "").split(":")[0] in articles for _, r in records):
-        log.info("gold file %s: its pages are not in the corpus (source skipped); not used", path.name)
+        log.debug("gold file %s: its pages are not in the corpus (source skipped); not used", path.name)
         return []
     gold: list[GoldLabel] = []
     seen: set[str] = set()
