@@ -98,3 +98,29 @@ def test_missing_optional_source_is_skipped_with_notice(tmp_path, caplog):
     assert notices[0].endswith("using seeds (5 pages)")  # and what the run is left with
     with pytest.raises(InputError, match="not found"):
         load_sources([SourceConfig(name="extra", path=tmp_path / "nope")], lambda p: p)
+
+
+def test_one_megabyte_without_line_breaks_segments_in_seconds_with_exact_offsets():
+    import time
+
+    from training.corpus import MAX_UNIT, safe_pieces
+
+    text = "Troops moved north on Monday and the talks went on " * 20_000  # ~1 MB, no line break, no stop
+    started = time.perf_counter()
+    sentences = segment_article("long", text)
+    assert time.perf_counter() - started < 60  # was minutes (quadratic); about 2 s on 2 cores
+    assert all(text[s.start:s.end] == s.text for s in sentences)
+    assert "".join(text[a:b] for a, b in safe_pieces(text)) == text
+    assert max(b - a for a, b in safe_pieces(text)) <= MAX_UNIT
+    assert [s.index for s in sentences] == list(range(len(sentences)))
+
+
+def test_every_line_of_the_gold_pages_is_one_segmenter_unit():
+    """Long-line splitting never touches a gold page, so no gold sentence id or hash can move."""
+    from training.corpus import safe_pieces
+
+    folders = [ROOT / "seeds", ROOT.parent / "shared" / "corpus", ROOT.parent / "shared" / "corpus-2"]
+    lines = [line for folder in folders if folder.is_dir() for path in folder.glob("*.txt")
+             for line in path.read_text(encoding="utf-8").splitlines()]
+    assert lines
+    assert all(len(list(safe_pieces(line))) == 1 for line in lines)

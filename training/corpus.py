@@ -43,8 +43,39 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
+MAX_UNIT = 4000  # the longest stretch pysbd sees at once (its time grows with the square of it)
+CHUNK = 2000  # longer lines are cut into pieces of at most this many characters at safe points
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+")
+_SPACE = re.compile(r"\s+")
+
+
+def safe_pieces(line: str) -> Iterable[tuple[int, int]]:
+    """(start, end) pieces of a line, each short enough for the segmenter.
+
+    A line up to ``MAX_UNIT`` characters is one piece (every line of every gold page is, so
+    their sentences never change); a longer one is cut after the last sentence end in the second
+    half of each ``CHUNK``, else at the last whitespace there, else hard at ``CHUNK``. Time stays
+    linear in the input size.
+    """
+    start = 0
+    while len(line) - start > MAX_UNIT:
+        low, high = start + CHUNK // 2, start + CHUNK
+        ends = [m.end() for m in _SENTENCE_END.finditer(line, low, high)]
+        spaces = [m.end() for m in _SPACE.finditer(line, low, high)] if not ends else []
+        cut = ends[-1] if ends else spaces[-1] if spaces else high
+        yield start, cut
+        start = cut
+    yield start, len(line)
+
+
 def _spans_in_line(line: str) -> Iterable[tuple[int, int]]:
     """Yield (start, end) of each sentence in one line, trimmed of surrounding whitespace."""
+    for piece_start, piece_end in safe_pieces(line):
+        for start, end in _spans_in_piece(line[piece_start:piece_end]):
+            yield piece_start + start, piece_start + end
+
+
+def _spans_in_piece(line: str) -> Iterable[tuple[int, int]]:
     cursor = 0
     for piece in _segmenter().segment(line):
         stripped = piece.strip()
