@@ -7,6 +7,8 @@ failed run never leaves a half-written model and never damages the previous one.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,12 +17,54 @@ from typing import Any
 from training.families import family_module
 
 MANIFEST = "model.json"
+log = logging.getLogger(__name__)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(dest: Path) -> list[str]:
+    """Undo what a killed run left next to ``dest``; returns what was done, one phrase each.
+
+    A staging folder of a process that is gone is removed; a previous model stranded as
+    ``.<name>-old-*`` by a kill between the two renames of :func:`commit` is put back.
+    """
+    done = []
+    for staging in sorted(dest.parent.glob(f".{dest.name}-staging-*")):
+        pid = staging.name[len(f".{dest.name}-staging-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            done.append(f"removed {staging.name} left by a stopped run")
+    for old in sorted(dest.parent.glob(f".{dest.name}-old-*")):
+        if not dest.exists() and (old / MANIFEST).is_file():
+            old.rename(dest)
+            done.append(f"restored {dest.name} from {old.name} (a run was stopped while swapping it in)")
+        elif dest.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    return done
 
 
 def stage(dest: Path) -> Path:
-    """A fresh staging folder next to ``dest`` (same filesystem, so the final rename is atomic)."""
+    """A fresh staging folder next to ``dest`` (same filesystem, so the final rename is atomic).
+
+    Its name carries this process id, so a later run can tell a dead run's leftovers from a live one's.
+    Created with the user's umask (``mkdtemp`` alone would make it 0700, unreadable to a serving account).
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-", dir=dest.parent))
+    for line in recover(dest):
+        log.warning(line)
+    folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-{os.getpid()}-", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    return folder
 
 
 def write(folder: Path, model, family: str, labels: list[str], config: dict, metrics: dict,

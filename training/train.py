@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -130,6 +131,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                     "(python -m training.label, or the run's tables/rule_report)", len(rule_warnings))
     dest = config.resolve(config.output_dir) / config.name
     staging = export.stage(dest)
+    version = None
     try:
         with track.start_run(config, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
             track.log_params(config)
@@ -176,8 +178,12 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             track.log_metrics({"time.total_seconds": time.perf_counter() - started})
             run_id = run.info.run_id
         export.commit(staging, dest)
-    except BaseException:
+    except BaseException as exc:
         export.discard(staging)
+        if isinstance(exc, KeyboardInterrupt):
+            kept = f"{dest} was not replaced" + (" (the previous model is intact)" if dest.exists() else "")
+            exc.add_note(kept if version is None else
+                         f"{kept}; registry version {version} of '{config.tracking.registered_model}' was created")
         raise
     return TrainResult(config, run_id, dest, metrics, time.perf_counter() - started, train_seconds, champion,
                        str(version) if version is not None else None)
@@ -200,6 +206,14 @@ def summary(result: TrainResult) -> str:
         lines.append(f"registry: {result.champion}")
     lines.append(f"MLflow UI: mlflow ui --backend-store-uri {track.tracking_uri(result.config)}")
     return "\n".join(lines)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, CI cancel, docker stop, systemd): unwound like Ctrl-C, so runs end and staging goes."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def quiet_third_parties() -> None:
@@ -234,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [str(c) for c in args.config if "=" in str(c)] + args.overrides
         args.config = [c for c in args.config if "=" not in str(c)] or None
     quiet_third_parties()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     from training.sweep import expand, run_sweep
 
     try:
@@ -246,9 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; no model written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{stopped}: the MLflow run is marked FAILED; "
+              + "; ".join(getattr(exc, "__notes__", None) or ["no model folder was written or replaced"]),
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 

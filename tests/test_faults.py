@@ -1,0 +1,103 @@
+"""Fault injection: signals mid-run, a kill between the export renames, permissions, long input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from training import export
+from training.predict import load
+
+from conftest import ROOT, write_config
+
+
+def _start(config: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(process: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError(f"'{marker}' never appeared:\n{''.join(lines)}")
+
+
+def _runs(folder: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = MlflowClient().get_experiment_by_name("tests")
+    return [] if experiment is None else MlflowClient().search_runs([experiment.experiment_id])
+
+
+def _slow_config(folder: Path, name: str) -> Path:
+    """A config whose cross-validation takes a few seconds (MiniLM on the seeds), so a signal lands mid-CV."""
+    return write_config(folder, name, model={"family": "minilm_head", "params": {"max_length": 32}},
+                        evaluation={"folds": 5, "find_label_issues": False})
+
+
+def test_sigterm_mid_cv_ends_the_run_removes_staging_and_the_next_run_works(tmp_path):
+    config = _slow_config(tmp_path, "term")
+    process = _start(config)
+    _wait_for(process, "fold 2/")
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143
+    assert "terminated (SIGTERM)" in output and "was not replaced" in output and "Traceback" not in output
+    assert [r.info.status for r in _runs(tmp_path)] == ["FAILED"]
+    models = tmp_path / "models"
+    assert not models.exists() or not any(models.iterdir())  # no staging folder, no model
+    again = _start(config)
+    assert again.wait(timeout=300) == 0
+    assert sorted(r.info.status for r in _runs(tmp_path)) == ["FAILED", "FINISHED"]
+    assert load(models / "term").predict(["Troops arrived."])
+
+
+def test_sigkill_leftovers_are_cleaned_at_the_next_start(tmp_path):
+    config = _slow_config(tmp_path, "kill")
+    process = _start(config)
+    _wait_for(process, "fold 2/")
+    process.kill()
+    process.wait(timeout=60)
+    staged = list((tmp_path / "models").glob(".kill-staging-*"))
+    assert len(staged) == 1  # SIGKILL cannot be caught: the folder stays ...
+    dest = tmp_path / "models" / "kill"
+    fresh = export.stage(dest)  # ... until the next run stages its own
+    assert not staged[0].exists() and fresh.exists()
+    export.discard(fresh)
+
+
+def test_a_kill_between_the_export_renames_leaves_a_loadable_model(trained_default, tmp_path):
+    result, _ = trained_default
+    dest = tmp_path / "models" / "swap"
+    dest.parent.mkdir()
+    import shutil
+
+    shutil.copytree(result.model_dir, dest)
+    dest.rename(dest.with_name(".swap-old-123"))  # the first rename of commit() happened, the second did not
+    assert not dest.exists()
+    staging = export.stage(dest)  # the next run recovers the previous model first
+    assert (dest / "model.json").is_file() and load(dest).predict(["Troops arrived."])
+    export.discard(staging)
+
+
+def test_model_folders_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        staging = export.stage(tmp_path / "models" / "perm")
+    finally:
+        os.umask(previous)
+    assert staging.stat().st_mode & 0o777 == 0o755
+    export.discard(staging)
