@@ -101,3 +101,75 @@ def test_model_folders_follow_the_umask(tmp_path):
         os.umask(previous)
     assert staging.stat().st_mode & 0o777 == 0o755
     export.discard(staging)
+
+
+def test_two_first_runs_on_a_new_store_at_once_both_succeed(tmp_path):
+    configs = [write_config(tmp_path, name) for name in ("first", "second")]  # same new sqlite store
+    processes = [_start(config) for config in configs]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED", "FINISHED"]
+    third = _start(configs[0])  # and the store still works afterwards
+    assert third.wait(timeout=300) == 0
+
+
+def test_champion_compare_and_set_is_serialised(tmp_path, monkeypatch):
+    """Two runs promoting at the same moment: the worse one must not take the alias."""
+    import threading
+
+    from training import track
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.create_experiment("race")
+    client.create_registered_model("race-model")
+    versions = {}
+    for name, score in (("better", 0.9), ("worse", 0.5)):
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, track.PRIMARY_METRIC, score)
+        versions[name] = client.create_model_version("race-model", source=str(tmp_path), run_id=run.info.run_id).version
+    read = track.champion_score
+
+    def slow_read(name):  # widen the gap between reading the champion and setting the alias
+        result = read(name)
+        time.sleep(0.5)
+        return result
+
+    monkeypatch.setattr(track, "champion_score", slow_read)
+    threads = [threading.Thread(target=track.promote_if_better, args=("race-model", versions[n], s))
+               for n, s in (("better", 0.9), ("worse", 0.5))]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert client.get_model_version_by_alias("race-model", track.CHAMPION).version == versions["better"]
+
+
+def test_load_notices_a_retrained_folder_and_a_moved_alias(tmp_path):
+    from training.config import load_config
+    from training.train import train_one
+
+    path = write_config(tmp_path, "cached")
+    first = train_one(load_config(path))
+    before = load(first.model_dir)
+    assert load(first.model_dir) is before  # cached while nothing changed
+    by_alias = load("models:/test-cached@champion")
+    second = train_one(load_config(path, ["model.params.C=64"]))  # retrained into the same folder
+    after = load(second.model_dir)
+    assert after is not before and after.manifest["params"]["C"] == 64
+    client = MlflowClient()
+    client.set_registered_model_alias("test-cached", "champion", second.registered_version)
+    moved = load("models:/test-cached@champion")
+    assert moved is not by_alias and moved.manifest["params"]["C"] == 64
+
+
+def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_path, caplog):
+    from training.config import load_config
+    from training.train import summary, train_one
+
+    result = train_one(load_config(write_config(tmp_path, "folds", evaluation={"folds": 50,
+                                                                             "find_label_issues": False})))
+    assert "evaluation.folds=50 but gold is on only 5 pages: running 5 folds" in caplog.text
+    assert result.metrics["model"]["folds"] == 5 and "grouped 5-fold CV" in summary(result)
+    assert MlflowClient().get_run(result.run_id).data.metrics["data.folds"] == 5

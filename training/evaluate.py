@@ -7,6 +7,7 @@ article is ever on both sides. Articles without gold are always training data.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import GroupKFold
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +33,8 @@ def grouped_folds(articles: Sequence[str], gold_index: np.ndarray, n_folds: int)
     n_groups = len(set(gold_articles))
     if n_groups < 2:
         raise ValueError(f"grouped cross-validation needs gold in at least 2 articles, found {n_groups}")
+    if n_folds > n_groups:
+        log.warning("evaluation.folds=%d but gold is on only %d pages: running %d folds", n_folds, n_groups, n_groups)
     splitter = GroupKFold(n_splits=min(n_folds, n_groups))
     folds = []
     for _, test_pos in splitter.split(gold_index, groups=gold_articles):

@@ -9,7 +9,7 @@
 
 Context-aware models (the default) see a sentence's neighbours only when whole pages come in
 (``classify_article(s)`` or records with ``article_id``/``index`` to ``predict_records``).
-Models are loaded once and cached per path.
+Models are cached; a retrained folder or a moved alias is loaded anew.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def _folder_from_mlflow(uri: str) -> Path:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str) -> SentenceClassifier:
+def _load_cached(path: str, stamp: object = None) -> SentenceClassifier:
+    """``stamp`` identifies the content (a folder's manifest time, an alias's version): a new one loads anew."""
     folder = _folder_from_mlflow(path) if _is_mlflow_uri(path) else Path(path)
     if not (folder / MANIFEST).is_file():
         hint = "python -m training.train" if folder == DEFAULT_MODEL else "python -m training.train --config <config>"
@@ -126,10 +127,30 @@ def _load_cached(path: str) -> SentenceClassifier:
     return SentenceClassifier(model, manifest, path)
 
 
+def _resolve_alias(uri: str) -> str:
+    """``models:/name@alias`` → ``models:/name/<version>`` the alias points at now; other URIs unchanged."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return uri
+    from mlflow import MlflowClient
+
+    name, alias = uri[len("models:/"):].rsplit("@", 1)
+    return f"models:/{name}/{MlflowClient().get_model_version_by_alias(name, alias).version}"
+
+
 def load(path: Union[str, Path, None] = None) -> SentenceClassifier:
-    """Load a model folder or MLflow model URI (cached); ``None`` is ``models/default``."""
-    key = str(path) if path is not None and _is_mlflow_uri(str(path)) else str(Path(path or DEFAULT_MODEL).resolve())
-    return _load_cached(key)
+    """Load a model folder or MLflow model URI; ``None`` is ``models/default``.
+
+    Loaded models are cached, but a long-running process still sees a retrained folder (its
+    ``model.json`` changed) or a moved alias (``models:/name@champion`` now names another version).
+    """
+    if path is not None and _is_mlflow_uri(str(path)):
+        return _load_cached(_resolve_alias(str(path)))
+    folder = Path(path or DEFAULT_MODEL).resolve()
+    try:
+        stamp = (folder / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _load_cached(str(folder), stamp)
 
 
 ModelArg = Union[SentenceClassifier, str, Path, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -41,7 +42,24 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                          "start it or unset MLFLOW_TRACKING_URI / tracking.tracking_uri") from None
 
 
+def store_lock(uri: str):
+    """A file lock for one tracking store: beside a sqlite file, else in the temp folder, keyed by URI.
+
+    Creating or upgrading a new sqlite store is not safe when two processes do it at once (the
+    second can leave it broken for good), and neither is the champion's check-then-set.
+    """
+    from filelock import FileLock
+
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///"):])
+        path = database.with_name(database.name + ".lock")
+    else:
+        path = Path(tempfile.gettempdir()) / f"mlflow-store-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+    return FileLock(str(path), timeout=600)
+
+
 def configure(config: Config) -> str:
+    """Point MLflow at the config's store; a new store and the experiment are created under a lock."""
     import mlflow
 
     uri = tracking_uri(config)
@@ -49,8 +67,9 @@ def configure(config: Config) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(config.tracking.experiment)
+    with store_lock(uri):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(config.tracking.experiment)
     return uri
 
 
@@ -180,6 +199,14 @@ def champion_score(name: str) -> tuple[str | None, float | None]:
 
 def promote_if_better(name: str, version: str, score: float) -> tuple[bool, str]:
     """Give ``version`` the champion alias if it beats the current champion; say why either way."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    with store_lock(mlflow.get_tracking_uri()):  # compare-and-set: no other run moves the alias in between
+        return _promote_locked(name, version, score)
+
+
+def _promote_locked(name: str, version: str, score: float) -> tuple[bool, str]:
     from mlflow import MlflowClient
 
     current, best = champion_score(name)

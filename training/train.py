@@ -82,6 +82,7 @@ def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
     model_metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
     model_metrics["macro_f1_fold_mean"] = float(np.mean(cv.fold_macro_f1))
     model_metrics["macro_f1_fold_std"] = float(np.std(cv.fold_macro_f1))
+    model_metrics["folds"] = len(cv.fold_macro_f1)  # as run: fewer than configured when gold is on few pages
     metrics = {"model": model_metrics}
     for name, value in labelled.combiner_metrics().items():
         metrics[f"rules_{name}"] = value
@@ -150,7 +151,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                     **_rule_metrics(labelled),
                     "time.cv_seconds": details["cv"].seconds, "time.fit_seconds": train_seconds,
                     "data.sentences": len(labelled.sentences), "data.gold": len(labelled.gold),
-                    "data.reviewed": len(labelled.reviewed)}
+                    "data.reviewed": len(labelled.reviewed), "data.folds": metrics["model"]["folds"]}
             track.log_metrics(flat)
             for step, score in enumerate(details["cv"].fold_macro_f1):
                 track.log_metrics({"model.fold_macro_f1": score}, step=step)
@@ -191,7 +192,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
 
 def summary(result: TrainResult) -> str:
     m = result.metrics
-    lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {result.config.evaluation.folds}-fold CV "
+    lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {m['model']['folds']}-fold CV "
              f"on {sum(v['support'] for v in m['model']['per_class'].values())} gold sentences",
              f"{'':20} {'model':>8} {'rules(maj)':>11} {'rules(LM)':>10}"]
     lines.append(f"{'macro-F1':20} {m['model']['macro_f1']:8.3f} {m['rules_majority']['macro_f1']:11.3f} "
