@@ -73,6 +73,9 @@ def test_import_never_loses_earlier_reviews_and_reads_csv_and_label_studio(confi
     ('{"id": "SID", "label": "other"}\n{"id": "SID", "label": "drill"}\n', "line 2: duplicate id"),
     ('{"id": "SID", "label": "other", "sha": "ffff"}\n', "line 1: id 'SID' no longer matches"),
     ('{"id": "SID", "label": \n', "line 1: invalid JSON"),
+    ('{"id": "SID", "label": 3}\n', "line 1: 'label' is int 3, not a label name"),
+    ('', "no rows to import"),
+    ('{"id": "SID", "label": ""}\n', "none of its 1 rows has a label yet; nothing merged"),
 ])
 def test_bad_review_files_name_the_line_and_change_nothing(config, tmp_path, content, message):
     sid = build(config).sentences[0].id
@@ -91,3 +94,36 @@ def test_bad_csv_header(config, tmp_path):
     bad.write_text("sentence,label\nx,other\n")
     with pytest.raises(InputError, match="line 1: the header needs 'id' and 'label'"):
         import_reviews(config, bad)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("short.csv", "id,label,text\nSID\n", "line 2: its fields do not match the header's 3 columns"),
+    ("studio.json", '[{"data": {"sentence_id": "SID"}, "annotations": ["drill"]}]', "task 0: not a Label Studio task"),
+    ("studio2.json", '["just a string"]', "task 0: not a Label Studio task"),
+])
+def test_malformed_csv_rows_and_label_studio_tasks_are_one_line_errors(config, tmp_path, name, content, message):
+    sid = build(config).sentences[0].id
+    bad = tmp_path / name
+    bad.write_text(content.replace("SID", sid))
+    with pytest.raises(InputError, match=message):
+        import_reviews(config, bad)
+
+
+def test_import_keeps_the_reviewed_files_mode(config, tmp_path):
+    import os
+
+    sentence = build(config).sentences[0]
+    target = tmp_path / "reviewed.jsonl"
+    target.write_text(json.dumps({"id": sentence.id, "sha": text_hash(sentence.text), "label": "other"}) + "\n")
+    target.chmod(0o644)
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(json.dumps({"id": sentence.id, "label": "drill"}) + "\n")
+    import_reviews(config, edited)
+    assert target.stat().st_mode & 0o777 == 0o644
+    fresh = tmp_path / "new" / "reviewed.jsonl"
+    previous = os.umask(0o022)
+    try:
+        import_reviews(config, edited, into=fresh)
+    finally:
+        os.umask(previous)
+    assert fresh.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

@@ -5,7 +5,7 @@ and ``label_studio_tasks.json`` (+ a Label Studio labelling config): suspect lab
 rule conflicts, then the least confident labels; sentences already reviewed are left out.
 Fill in ``label`` (JSONL/CSV) or annotate in Label Studio, then
 ``python -m training.review --import FILE`` validates the file and merges it into the reviewed
-file (the first of ``labelling.reviewed``), keeping every earlier review.
+file (the last of ``labelling.reviewed``, the one that wins), keeping every earlier review.
 """
 
 from __future__ import annotations
@@ -58,11 +58,19 @@ def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) ->
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` in one rename; it keeps its mode (a new file gets the umask's default, not 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -107,7 +115,13 @@ def _records(path: Path) -> list[tuple[str, dict]]:
                 reader = csv.DictReader(handle)
                 if not reader.fieldnames or not {"id", "label"} <= set(reader.fieldnames):
                     raise InputError(f"{path}: line 1: the header needs 'id' and 'label' columns")
-                return [(f"{path}: line {n}", row) for n, row in enumerate(reader, start=2)]
+                rows = []
+                for n, row in enumerate(reader, start=2):
+                    if None in row or None in row.values():
+                        raise InputError(f"{path}: line {n}: its fields do not match the header's "
+                                         f"{len(reader.fieldnames)} columns")
+                    rows.append((f"{path}: line {n}", row))
+                return rows
         except UnicodeDecodeError:
             raise InputError(f"{path}: not UTF-8 text") from None
     if suffix == ".json":
@@ -120,11 +134,16 @@ def _records(path: Path) -> list[tuple[str, dict]]:
         out = []
         for n, task in enumerate(tasks):
             where = f"{path}: task {n}"
-            data = task.get("data", {}) if isinstance(task, dict) else {}
-            annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")] if isinstance(task, dict) else []
-            choices = [c for a in annotations[-1:] for r in a.get("result", []) for c in r.get("value", {}).get("choices", [])]
-            out.append((where, {"id": data.get("sentence_id"), "sha": data.get("sha"),
-                                "label": choices[0] if choices else ""}))
+            try:
+                data = task.get("data", {})
+                annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+                choices = [c for a in annotations[-1:] for r in a.get("result", [])
+                           for c in r.get("value", {}).get("choices", [])]
+                out.append((where, {"id": data.get("sentence_id"), "sha": data.get("sha"),
+                                    "label": choices[0] if choices else ""}))
+            except (AttributeError, TypeError):
+                raise InputError(f"{where}: not a Label Studio task (expected data.sentence_id and "
+                                 "annotations[].result[].value.choices)") from None
         return out
     return [(f"{path}: line {n}", record) for n, record in read_jsonl(path)]
 
@@ -134,10 +153,16 @@ def import_reviews(config: Config, path: Path, into: Path | None = None) -> tupl
     labelled = build(config)
     names = labelled.labels
     by_id = {s.id: s for s in labelled.sentences}
-    target = into or config.resolve(config.labelling.reviewed[0])
+    target = into or config.resolve(config.labelling.reviewed[-1])
     incoming: dict[str, dict] = {}
-    for where, record in _records(path):
-        sid, label = record.get("id"), (record.get("label") or "").strip()
+    records = _records(path)
+    if not records:
+        raise InputError(f"{path}: no rows to import")
+    for where, record in records:
+        label = record.get("label")
+        if label is not None and not isinstance(label, str):
+            raise InputError(f"{where}: 'label' is {type(label).__name__} {label!r}, not a label name")
+        sid, label = record.get("id"), (label or "").strip()
         if not label:
             continue  # not reviewed yet
         if not sid:
@@ -152,6 +177,8 @@ def import_reviews(config: Config, path: Path, into: Path | None = None) -> tupl
             raise InputError(f"{where}: id '{sid}' no longer matches its text (hash differs)")
         incoming[sid] = {"id": sid, "sha": text_hash(by_id[sid].text), "label": label, "secondary": [],
                          "reviewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if not incoming:
+        raise InputError(f"{path}: none of its {len(records)} rows has a label yet; nothing merged")
     existing: dict[str, dict] = {}
     if target.exists():
         for _, record in read_jsonl(target):
@@ -179,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             target, new, updated = import_reviews(config, args.import_file, args.into)
             print(f"merged {new} new and {updated} updated reviews into {target}")
             return 0
-        target = config.resolve(config.labelling.reviewed[0])
+        target = config.resolve(config.labelling.reviewed[-1])
         already = {r["id"] for _, r in read_jsonl(target)} if target.exists() else set()
         labelled = build(config)
         rows = candidates(config, labelled, args.n, already)
