@@ -76,7 +76,7 @@ class TrackingConfig(_Strict):
 
 class Config(_Strict):
     name: str = "default"
-    seed: int = 13
+    seed: int = Field(13, ge=0, le=2**32 - 1)  # numpy and torch take seeds in this range
     sources: list[SourceConfig] = Field(min_length=1)
     gold: list[GoldConfig] = Field(default_factory=list)
     labelling: LabellingConfig = LabellingConfig()
@@ -141,26 +141,41 @@ def apply_override(tree: dict, assignment: str) -> None:
     if not all(parts):
         raise InputError(f"override '{assignment}': empty key segment")
     node = tree
-    for part in parts[:-1]:
-        child = node.get(part)
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):  # sources.0.path=...: a list item by its index
+            if not part.isdigit() or int(part) >= len(node):
+                raise InputError(f"override '{assignment}': '{'.'.join(parts[:depth])}' has no item {part} "
+                                 f"(items 0..{len(node) - 1})")
+            key = int(part)
+        elif isinstance(node, dict):
+            key = part
+        else:
+            raise InputError(f"override '{assignment}': '{'.'.join(parts[:depth])}' is not a section")
+        if last:
+            try:
+                node[key] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                node[key] = raw
+            return
+        child = node[key] if isinstance(node, list) else node.get(key)
         if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise InputError(f"override '{assignment}': '{part}' is not a section")
+            child = node[key] = {}
         node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        node[parts[-1]] = raw
 
 
-def _describe(error: ValidationError, path: Path) -> str:
+def _describe(error: ValidationError, path: Path, overrides: list[str] | None = None, prefix: str = "") -> str:
+    """One line naming the key at fault, and the override that set it when one did (else the file)."""
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = prefix + (".".join(str(p) for p in first["loc"]) or "(top level)")
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    for assignment in reversed(overrides or []):
+        assigned = assignment.split("=", 1)[0].strip()
+        if key == assigned or key.startswith(assigned + ".") or assigned.startswith(key + "."):
+            return f"override '{assignment}': key '{key}': {message}{more}"
     return f"{path}: key '{key}': {message}{more}"
 
 
@@ -208,14 +223,13 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(_describe(exc, path)) from None
+        raise InputError(_describe(exc, path, overrides)) from None
     from training.families import validate_params  # local: families import config types
 
     try:
         params = validate_params(config.model.family, config.model.params)
     except ValidationError as exc:
-        detail = _describe(exc, path).replace("key '", "key 'model.params.", 1)
-        raise InputError(detail) from None
+        raise InputError(_describe(exc, path, overrides, prefix="model.params.")) from None
     except KeyError as exc:
         raise InputError(f"{path}: key 'model.family': {exc.args[0]}") from None
     from training.families import FAMILIES

@@ -163,6 +163,11 @@ def read_table(kind: str, path: Path, text_column: str, id_column: str | None, s
         frame = _read_table(kind, path)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+    except InputError:
+        raise
+    except Exception as exc:  # pandas/pyarrow/datasets raise many types for a damaged file
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable {kind} source ({detail})") from None
     if text_column not in frame.columns:
         raise InputError(f"{path}: no column '{text_column}' (columns: {', '.join(map(str, frame.columns))})")
     if id_column is not None and id_column not in frame.columns:

@@ -57,10 +57,17 @@ def stage(dest: Path) -> Path:
     Its name carries this process id, so a later run can tell a dead run's leftovers from a live one's.
     Created with the user's umask (``mkdtemp`` alone would make it 0700, unreadable to a serving account).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for line in recover(dest):
-        log.warning(line)
-    folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-{os.getpid()}-", dir=dest.parent))
+    from training.errors import InputError
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for line in recover(dest):
+            log.warning(line)
+        folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-{os.getpid()}-", dir=dest.parent))
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"output_dir {dest.parent}: exists but is not a folder") from None
+    except PermissionError:
+        raise InputError(f"output_dir {dest.parent}: not writable (permission denied)") from None
     umask = os.umask(0)
     os.umask(umask)
     folder.chmod(0o777 & ~umask)
@@ -98,16 +105,33 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+class DamagedModelError(ValueError):
+    """A model folder whose files cannot be read back (truncated, edited, or from an incompatible version)."""
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {MANIFEST}; not a model folder")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("family", "labels", "params", "seed"):
+            manifest[key]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise DamagedModelError(f"{path}: damaged model manifest ({type(exc).__name__}: {exc}); "
+                                "retrain the model") from None
+    return manifest
 
 
 def load_family_model(folder: Path):
-    """(family model, manifest) from an exported folder, whatever the family."""
+    """(family model, manifest) from an exported folder, whatever the family; damage is one clear error."""
     manifest = read_manifest(folder)
-    module = family_module(manifest["family"])
-    params = module.Params.model_validate(manifest["params"])
-    return module.Model.load(Path(folder), params, manifest["labels"], manifest["seed"]), manifest
+    try:
+        module = family_module(manifest["family"])
+        params = module.Params.model_validate(manifest["params"])
+        return module.Model.load(Path(folder), params, manifest["labels"], manifest["seed"]), manifest
+    except (FileNotFoundError, ModuleNotFoundError):
+        raise
+    except Exception as exc:  # unpickling a truncated or edited file raises almost anything
+        raise DamagedModelError(f"{folder}: model files are damaged or unreadable ({type(exc).__name__}: "
+                                f"{str(exc)[:200] or 'no detail'}); retrain the model") from None

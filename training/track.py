@@ -24,8 +24,13 @@ PRIMARY_METRIC = "model.macro_f1"
 
 def tracking_uri(config: Config) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the project root."""
-    return (config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    uri = (config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    if "://" not in uri and not uri.startswith("databricks"):
+        where = "tracking.tracking_uri" if config.tracking.tracking_uri else "MLFLOW_TRACKING_URI"
+        raise InputError(f"{where}: '{uri}' has no scheme; use http://host:port, sqlite:///path/mlflow.db "
+                         "or file:///path/mlruns")
+    return uri
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -36,6 +41,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
             if response.status != 200:
                 raise InputError(f"MLflow tracking server {uri} answered /health with HTTP {response.status}")
+        probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            answer = json.loads(response.read() or b"null")
+        if not isinstance(answer, dict):
+            raise ValueError("not a JSON object")
+    except urllib.error.HTTPError as exc:
+        raise InputError(f"{uri} answers HTTP but is not an MLflow tracking server ({exc.code} {exc.reason} "
+                         "for its REST API); check the port") from None
+    except ValueError:
+        raise InputError(f"{uri} answers HTTP but is not an MLflow tracking server (its REST API does not "
+                         "return JSON); check the port") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise InputError(f"MLflow tracking server {uri} is unreachable ({reason}); "
@@ -64,8 +80,9 @@ def configure(config: Config) -> str:
 
     uri = tracking_uri(config)
     if uri.startswith(("http://", "https://")):
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # ride out a brief server hiccup ...
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # ... (1 + 2 + 4 s), then fail
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     check_reachable(uri)
     with store_lock(uri):
         mlflow.set_tracking_uri(uri)

@@ -15,8 +15,10 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import yaml
@@ -116,6 +118,19 @@ def _rule_metrics(labelled: Labelled) -> dict[str, float]:
     return out
 
 
+@contextmanager
+def _explained_fit_errors(config: Config) -> Iterator[None]:
+    """scikit-learn's complaints about a parameter the data cannot satisfy, as one line naming the key."""
+    try:
+        yield
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if "min_df" in text or "no terms remain" in text:
+            raise InputError(f"config '{config.name}': key 'model.params.min_df' "
+                             f"({config.model.params.get('min_df')}) is too large for this data: {text}") from None
+        raise
+
+
 def train_one(config: Config, nested: bool = False, promote: bool = True) -> TrainResult:
     """Label, cross-validate, fit on everything, log one MLflow run and export the model."""
     started = time.perf_counter()
@@ -140,12 +155,13 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             track.log_dataset(dataset, name=f"{config.name}-labelled", source=str(config.resolve(config.sources[0].path)))
             log.info("%d sentences, %d gold; cross-validating %s", len(labelled.sentences), len(labelled.gold),
                      config.model.family)
-            metrics, details = evaluate(config, labelled)
-            log.info("fitting the final model on all %d sentences", len(labelled.sentences))
-            fit_started = time.perf_counter()
-            set_seed(config.seed)
-            model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
-            model.fit(labelled.records, labelled.train_labels)
+            with _explained_fit_errors(config):
+                metrics, details = evaluate(config, labelled)
+                log.info("fitting the final model on all %d sentences", len(labelled.sentences))
+                fit_started = time.perf_counter()
+                set_seed(config.seed)
+                model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
+                model.fit(labelled.records, labelled.train_labels)
             train_seconds = time.perf_counter() - fit_started
             flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key).items()},
                     **_rule_metrics(labelled),
@@ -238,6 +254,12 @@ def quiet_third_parties() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def track_uri_hint() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", type=Path, default=None,
@@ -250,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         args.config = [c for c in args.config if "=" not in str(c)] or None
     quiet_third_parties()
     signal.signal(signal.SIGTERM, _raise_terminated)
+    from mlflow.exceptions import MlflowException
+
     from training.sweep import expand, run_sweep
 
     try:
@@ -261,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + run_sweep(configs, promote=not args.no_promote))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MlflowException as exc:  # the tracking server went away mid-run (after its retries), or refused
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        print(f"error: MLflow tracking ({track_uri_hint()}): {first}; no model folder was written or replaced",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
