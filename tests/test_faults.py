@@ -73,10 +73,11 @@ def test_sigkill_leftovers_are_cleaned_at_the_next_start(tmp_path):
     process.wait(timeout=60)
     staged = list((tmp_path / "models").glob(".kill-staging-*"))
     assert len(staged) == 1  # SIGKILL cannot be caught: the folder stays ...
-    dest = tmp_path / "models" / "kill"
-    fresh = export.stage(dest)  # ... until the next run stages its own
-    assert not staged[0].exists() and fresh.exists()
-    export.discard(fresh)
+    assert [r.info.status for r in _runs(tmp_path)] == ["RUNNING"]  # ... and so does the run ...
+    again = _start(config)  # ... until the next run starts
+    assert again.wait(timeout=300) == 0
+    assert not staged[0].exists()
+    assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED", "KILLED"]
 
 
 def test_a_kill_between_the_export_renames_leaves_a_loadable_model(trained_default, tmp_path):
@@ -173,3 +174,18 @@ def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_pat
     assert "evaluation.folds=50 but gold is on only 5 pages: running 5 folds" in caplog.text
     assert result.metrics["model"]["folds"] == 5 and "grouped 5-fold CV" in summary(result)
     assert MlflowClient().get_run(result.run_id).data.metrics["data.folds"] == 5
+
+
+def test_ctrl_c_after_registration_says_what_was_written(tmp_path, monkeypatch, capsys):
+    import training.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.track, "promote_if_better", interrupted)
+    path = write_config(tmp_path, "ctrlc")
+    assert train_module.main(["--config", str(path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "was not replaced" in err and "registry version 1 of 'test-ctrlc' was created" in err
+    assert not (tmp_path / "models" / "ctrlc").exists()
+    assert [r.info.status for r in _runs(tmp_path)] == ["FAILED"]

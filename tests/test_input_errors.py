@@ -103,3 +103,18 @@ def test_damaged_model_files_are_one_clear_error(trained_default, tmp_path, dama
         pickle.write_bytes(b"")
     with pytest.raises(DamagedModelError, match=f"{folder}.*(damaged|unreadable).*retrain"):
         load(folder)
+
+
+def test_a_read_only_project_folder(tmp_path, capsys, monkeypatch):
+    """As root chmod cannot make a folder read-only, so the OS refusal is simulated where it would come."""
+    import training.export as export_module
+    import training.track as track_module
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "models"))
+
+    path = write_config(tmp_path, "readonly")
+    monkeypatch.setattr(export_module.tempfile, "mkdtemp", refuse)
+    assert "not writable (permission denied)" in _one_line_error(capsys, ["--config", str(path)])
+    monkeypatch.setattr(track_module, "store_lock", refuse)
+    assert "cannot write there (Permission denied" in _one_line_error(capsys, ["--config", str(path)])

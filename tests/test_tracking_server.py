@@ -24,6 +24,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVERS: dict[str, subprocess.Popen] = {}  # uri → server process, for tests that stop it mid-run
+
+
 @pytest.fixture()
 def mlflow_server(tmp_path):
     """A real tracking server on a free loopback port; always stopped, also when the test fails."""
@@ -47,6 +50,7 @@ def mlflow_server(tmp_path):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
             time.sleep(0.5)
+        SERVERS[uri] = process
         yield uri
     finally:
         try:
@@ -117,3 +121,23 @@ def test_unreachable_server_fails_fast_and_writes_no_model(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreachable" in err[0] and uri in err[0]
     assert not (tmp_path / "models").exists()
+
+
+def test_a_server_lost_mid_run_is_one_line_after_brief_retries(mlflow_server, tmp_path):
+    path = write_config(tmp_path, "lost", model={"family": "minilm_head", "params": {"max_length": 32}},
+                        evaluation={"folds": 5, "find_label_issues": False},
+                        tracking={"tracking_uri": mlflow_server, "experiment": "tests", "registered_model": "lost"})
+    process = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(path)],
+                               cwd=os.path.dirname(os.path.dirname(__file__)), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "fold 2/" in line:
+            break
+    os.killpg(SERVERS[mlflow_server].pid, signal.SIGKILL)  # the server dies mid-run
+    output = "".join(seen) + process.communicate(timeout=240)[0]
+    assert process.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "MLflow tracking" in errors[0] and "Traceback" not in output
+    assert not (tmp_path / "models" / "lost").exists()

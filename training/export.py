@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this machine with this id exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

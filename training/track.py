@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import socket
 import subprocess
 import tempfile
 import urllib.error
@@ -18,6 +20,7 @@ import pandas as pd
 from training.config import PROJECT_ROOT, Config
 from training.errors import InputError
 
+log = logging.getLogger(__name__)
 CHAMPION = "champion"
 PRIMARY_METRIC = "model.macro_f1"
 
@@ -84,10 +87,37 @@ def configure(config: Config) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # ... (1 + 2 + 4 s), then fail
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     check_reachable(uri)
-    with store_lock(uri):
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(config.tracking.experiment)
+    try:
+        with store_lock(uri):
+            mlflow.set_tracking_uri(uri)
+            experiment = mlflow.set_experiment(config.tracking.experiment)
+    except PermissionError as exc:
+        raise InputError(f"MLflow store {uri}: cannot write there ({exc.strerror}: {exc.filename})") from None
+    for line in end_orphaned_runs(experiment.experiment_id):
+        log.warning(line)
     return uri
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def end_orphaned_runs(experiment_id: str) -> list[str]:
+    """Runs left RUNNING by a process of this machine that no longer exists are marked KILLED."""
+    from mlflow import MlflowClient
+
+    from training.export import _alive
+
+    client, done = MlflowClient(), []
+    host = socket.gethostname()
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        owner = run.data.tags.get("process", "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            done.append(f"run {run.info.run_id} ({run.info.run_name}) was left RUNNING by a stopped process; "
+                        "marked KILLED")
+    return done
 
 
 def git_commit() -> str:
@@ -111,7 +141,7 @@ def start_run(config: Config, nested: bool = False, parent_tags: dict | None = N
     import mlflow
 
     tags = {"git_commit": git_commit(), "model_family": config.model.family, "config_name": config.name,
-            **(parent_tags or {})}
+            "process": this_process(), **(parent_tags or {})}
     with mlflow.start_run(run_name=run_name(config), nested=nested, tags=tags) as run:
         yield run
 
