@@ -1,9 +1,9 @@
 """The page-aware hybrid: feature blocks composed into one scikit-learn pipeline with a linear head.
 
-Blocks (see :mod:`training.blocks`): MiniLM sentence embeddings, TF-IDF word n-grams and the
-labelling rules' votes, plus page context that the config switches on or off block by block:
-the neighbours' embeddings and votes, the position on the page, the line's shape and how many
-training pages repeat the line. The whole fitted pipeline (with the rules it votes with and the
+Blocks (see :mod:`training.blocks`): MiniLM sentence embeddings, TF-IDF word and character
+n-grams and the labelling rules' votes, plus page context that the config switches on or off
+block by block: the neighbours' embeddings and votes, the page's mean embedding (what the page is
+about), the position on the page, the line's shape and how many training pages repeat the line. The whole fitted pipeline (with the rules it votes with and the
 recurrence it learned) is saved with the model, so later rule edits never change an exported model.
 """
 
