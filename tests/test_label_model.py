@@ -1,4 +1,4 @@
-"""Label model (Snorkel and the built-in fallback) and rule diagnostics on a tiny gold set."""
+"""Label model (Snorkel) and rule diagnostics (LFAnalysis) on a tiny gold set."""
 
 import numpy as np
 import pytest
@@ -23,18 +23,10 @@ def synthetic(n: int = 600, seed: int = 0):
     return matrix, truth
 
 
-@pytest.mark.parametrize("use_snorkel", [True, False])
-def test_label_model_weights_good_rules_above_bad(use_snorkel, monkeypatch):
-    import training.combine as combine_module
-
-    if not use_snorkel:
-        def broken(*args, **kwargs):
-            raise ImportError("snorkel not installed")
-
-        monkeypatch.setattr(combine_module, "_snorkel_label_model", broken)
+def test_label_model_weights_good_rules_above_bad():
     matrix, truth = synthetic()
     out = combine(matrix, NAMES, NAMES, "c", "label_model", epochs=300, seed=1)
-    assert out.method == ("snorkel" if use_snorkel else "em")
+    assert out.method == "snorkel"
     assert out.rule_weights[:3].min() > out.rule_weights[3] + 0.2
     voted = (matrix >= 0).any(axis=1)
     accuracy = (out.labels[voted] == truth[voted]).mean()
@@ -43,6 +35,32 @@ def test_label_model_weights_good_rules_above_bad(use_snorkel, monkeypatch):
     assert accuracy > 0.85
     assert np.allclose(out.probabilities.sum(axis=1), 1)
     assert (out.labels[~voted] == NAMES.index("c")).all()
+
+
+def test_class_balance_reaches_snorkel_and_moves_uncertain_sentences():
+    matrix, _ = synthetic()
+    conflicted = np.array([[0, 1, -1, -1]] * 20)  # one vote each for a and b: only the prior decides
+    free = combine(np.vstack([matrix, conflicted]), NAMES, NAMES, "c", "label_model", epochs=300, seed=1)
+    towards_b = combine(np.vstack([matrix, conflicted]), NAMES, NAMES, "c", "label_model", epochs=300, seed=1,
+                        class_balance=np.array([0.05, 0.9, 0.05]))
+    assert (towards_b.probabilities[-20:, 1] > free.probabilities[-20:, 1]).all()
+
+
+def test_a_missing_snorkel_is_a_clear_error_not_a_fallback(monkeypatch):
+    import builtins
+
+    from training.errors import InputError
+
+    real_import = builtins.__import__
+
+    def no_snorkel(name, *args, **kwargs):
+        if name.startswith("snorkel"):
+            raise ImportError("No module named 'snorkel'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_snorkel)
+    with pytest.raises(InputError, match=r"pip install -e '\.\[labelmodel\]'"):
+        combine(synthetic()[0], NAMES, NAMES, "c", "label_model", epochs=10)
 
 
 def test_diagnostics_on_a_tiny_gold_set():

@@ -15,7 +15,6 @@ from training.families import family_module, new_model
 from training.label import build
 from training.predict import SentenceClassifier
 from training.records import as_records, page_layout
-from training.rules import apply_rules
 
 from conftest import ROOT, write_config
 

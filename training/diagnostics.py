@@ -1,8 +1,9 @@
-"""Per-rule diagnostics: coverage, overlap, conflict, precision/recall against gold, weight."""
+"""Per-rule diagnostics (Snorkel's ``LFAnalysis``): coverage, overlap, conflict, precision/recall on gold, weight."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -15,34 +16,42 @@ def rule_report(
 ) -> list[dict]:
     """One row per rule. ``gold_rows`` maps a sentence row to its gold primary label.
 
-    coverage: share of sentences the rule votes on; overlap: share where it and another rule vote;
-    conflict: share where another rule votes for a different label; precision: on gold sentences it
-    votes on, share whose gold label is its label; recall: share of gold sentences of its label it votes on.
+    Snorkel's ``LFAnalysis`` computes coverage (share of sentences the rule votes on), overlap
+    (share where it and another rule vote), conflict (share where another rule votes for a
+    different label) and, on the gold sentences, precision (its empirical accuracy); recall is the
+    share of gold sentences of its label it votes on.
     """
+    from snorkel.labeling import LFAnalysis
+
     names = ruleset.label_names
-    n = max(matrix.shape[0], 1)
-    voted = matrix != ABSTAIN
-    n_votes = voted.sum(axis=1)
     gold_idx = np.array(sorted(gold_rows), dtype=int)
     gold_lab = np.array([gold_rows[i] for i in gold_idx], dtype=object)
+    voted = matrix != ABSTAIN
+    n_rules = matrix.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scipy's dtype notice inside LFAnalysis
+        if matrix.shape[0]:
+            analysis = LFAnalysis(matrix)
+            coverage, overlap, conflict = analysis.lf_coverages(), analysis.lf_overlaps(), analysis.lf_conflicts()
+        else:
+            coverage = overlap = conflict = np.zeros(n_rules)
+        gold_ids = np.array([names.index(label) for label in gold_lab], dtype=int)
+        precision = (LFAnalysis(matrix[gold_idx]).lf_empirical_accuracies(gold_ids) if gold_idx.size
+                     else np.full(n_rules, math.nan))
     rows = []
     for col, (label, rule) in enumerate(ruleset.rules):
-        fires = voted[:, col]
-        label_id = names.index(label)
-        others_vote = n_votes - fires.astype(int) > 0
-        disagree = ((matrix != ABSTAIN) & (matrix != label_id)).any(axis=1)
-        fired_gold = fires[gold_idx] if gold_idx.size else np.zeros(0, dtype=bool)
-        hits = int((gold_lab[fired_gold] == label).sum()) if gold_idx.size else 0
+        fired_gold = voted[gold_idx, col] if gold_idx.size else np.zeros(0, dtype=bool)
         of_label = int((gold_lab == label).sum()) if gold_idx.size else 0
+        hits = int((gold_lab[fired_gold] == label).sum()) if gold_idx.size else 0
         rows.append({
             "rule": rule.name,
             "label": label,
-            "fires": int(fires.sum()),
-            "coverage": float(fires.sum() / n),
-            "overlap": float((fires & others_vote).sum() / n),
-            "conflict": float((fires & disagree).sum() / n),
+            "fires": int(voted[:, col].sum()),
+            "coverage": float(coverage[col]),
+            "overlap": float(overlap[col]),
+            "conflict": float(conflict[col]),
             "gold_fires": int(fired_gold.sum()),
-            "precision": hits / int(fired_gold.sum()) if fired_gold.sum() else math.nan,
+            "precision": float(precision[col]) if fired_gold.sum() else math.nan,
             "recall": hits / of_label if of_label else math.nan,
             "weight": float(weights[col]) if weights is not None and col < len(weights) else math.nan,
         })

@@ -100,11 +100,6 @@ def build(config: Config) -> Labelled:
              len({s.article_id for s in sentences}), len(ruleset.rules))
     matrix = apply_rules(ruleset, sentences)
     names = ruleset.label_names
-    combiners = {
-        method: combine(matrix, names, ruleset.tie_order, ruleset.default, method,
-                        epochs=config.labelling.label_model_epochs, seed=config.seed)
-        for method in ("majority", "label_model")
-    }
     by_id = {s.id: s for s in sentences}
     row_of = {s.id: row for row, s in enumerate(sentences)}
     gold: list[GoldLabel] = []
@@ -116,6 +111,13 @@ def build(config: Config) -> Labelled:
             seen.add(item.id)
             gold.append(item)
     gold_index = np.array([row_of[g.id] for g in gold], dtype=int)
+    counts = np.array([sum(g.label == name for g in gold) for name in names], dtype=float) + 1.0
+    combiners = {  # the label model's class prior comes from the gold labels (add-one smoothed)
+        method: combine(matrix, names, ruleset.tie_order, ruleset.default, method,
+                        epochs=config.labelling.label_model_epochs, seed=config.seed,
+                        class_balance=counts / counts.sum())
+        for method in ("majority", "label_model")
+    }
     reviewed = {row_of[sid]: label for sid, label in load_reviewed(config, by_id, names).items()}
     report = rule_report(ruleset, matrix, {int(r): g.label for r, g in zip(gold_index, gold)},
                          combiners["label_model"].rule_weights)

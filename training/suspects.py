@@ -1,20 +1,20 @@
 """Suspect training labels: sentences whose label a model, trained without their article,
 confidently disagrees with (confident learning: cleanlab's ``find_label_issues`` on out-of-fold
-probabilities; a small built-in version of the same test when cleanlab is not installed)."""
+probabilities)."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
+from training.errors import InputError
+
 if TYPE_CHECKING:
     from training.config import Config
     from training.label import Labelled
 
-log = logging.getLogger(__name__)
 
 
 def out_of_fold_proba(records, labels: Sequence[str], label_names: Sequence[str],
@@ -32,41 +32,27 @@ def out_of_fold_proba(records, labels: Sequence[str], label_names: Sequence[str]
     return proba
 
 
-def _builtin_issues(given: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Confident-learning core: a label is suspect when another class clears its own per-class
-    threshold (mean self-confidence of that class) and beats the given label's probability."""
-    n_classes = proba.shape[1]
-    thresholds = np.array([proba[given == k, k].mean() if (given == k).any() else 1.0 for k in range(n_classes)])
-    above = proba >= thresholds[None, :]
-    masked = np.where(above, proba, -1.0)
-    best = masked.argmax(axis=1)
-    return (masked.max(axis=1) > 0) & (best != given) & (proba[np.arange(len(given)), best] > proba[np.arange(len(given)), given])
-
-
 def find_suspects(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str], proba: np.ndarray,
-                  label_names: Sequence[str], use_cleanlab: bool = True) -> list[dict]:
-    """Rows (id, text, label, suggested, score) ranked most suspect first; score = self-confidence."""
+                  label_names: Sequence[str]) -> list[dict]:
+    """Rows (id, text, label, suggested, score) ranked most suspect first; score = self-confidence.
+
+    cleanlab's ``find_label_issues`` (the ``labelmodel`` extra; a clear error when it is missing).
+    """
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        raise InputError("the suspect-label search needs cleanlab, which is not installed: "
+                         "pip install -e '.[labelmodel]' (or set evaluation.find_label_issues: false)") from None
     names = list(label_names)
     given = np.array([names.index(label) for label in labels])
     proba = np.clip(proba, 1e-9, None)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    method = "builtin"
-    mask = None
-    if use_cleanlab:
-        try:
-            from cleanlab.filter import find_label_issues
-
-            present = np.unique(given)
-            if len(present) >= 2:
-                mask = find_label_issues(labels=given, pred_probs=proba, filter_by="prune_by_noise_rate")
-                method = "cleanlab"
-        except Exception as exc:  # ImportError or a degenerate input cleanlab refuses
-            log.warning("cleanlab unavailable (%s); using the built-in label-issue finder", exc)
-    if mask is None:
-        mask = _builtin_issues(given, proba)
+    if len(np.unique(given)) < 2:  # one class: nothing can be mislabelled as another
+        return []
+    mask = find_label_issues(labels=given, pred_probs=proba, filter_by="prune_by_noise_rate")
     self_confidence = proba[np.arange(len(given)), given]
     rows = [{"id": ids[i], "text": texts[i], "label": labels[i], "suggested": names[int(proba[i].argmax())],
-             "score": round(float(self_confidence[i]), 4), "method": method}
+             "score": round(float(self_confidence[i]), 4), "method": "cleanlab"}
             for i in np.flatnonzero(mask)]
     return sorted(rows, key=lambda r: r["score"])
 

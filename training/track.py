@@ -247,7 +247,6 @@ def champion_score(name: str) -> tuple[str | None, float | None]:
 def promote_if_better(name: str, version: str, score: float) -> tuple[bool, str]:
     """Give ``version`` the champion alias if it beats the current champion; say why either way."""
     import mlflow
-    from mlflow import MlflowClient
 
     with store_lock(mlflow.get_tracking_uri()):  # compare-and-set: no other run moves the alias in between
         return _promote_locked(name, version, score)
