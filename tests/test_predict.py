@@ -1,7 +1,8 @@
+import pandas as pd
 import pytest
 
 from training import predict as predict_module
-from training.predict import ModelNotFoundError, classify_article, load, predict, predict_proba
+from training.predict import ModelNotFoundError, classify_article, load, predict, predict_proba, predict_records
 
 
 def test_empty_and_bad_inputs(trained_default):
@@ -38,4 +39,8 @@ def test_classify_article_offsets(trained_default):
                                             "Russia rolled its tanks across Belarus for drills.", "Talks began."]
     for r in records:
         assert text[r["start"]:r["end"]] == r["text"]
-        assert 0 < r["probability"] <= 1 and r["label"] in load(result.model_dir).labels
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["probability"] == max(r["probabilities"].values())
+    # a page's sentences as records give the same labels as the page itself
+    frame = pd.DataFrame({"text": [r["text"] for r in records], "article_id": "p", "index": [0, 1, 2]})
+    assert predict_records(frame, model=load(result.model_dir)) == [r["label"] for r in records]

@@ -22,7 +22,10 @@ def test_export_folder_describes_itself(trained_default):
     assert manifest["family"] == "tfidf_logreg"
     assert manifest["labels"] == ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
     assert manifest["config"]["name"] == "tfidf"
-    assert 0 <= manifest["metrics"]["model"]["macro_f1"] <= 1
+    model = manifest["metrics"]["model"]
+    assert model["macro_f1"] == result.macro_f1
+    assert model["macro_f1"] == pytest.approx(np.mean([c["f1"] for c in model["per_class"].values()]))
+    assert sum(c["support"] for c in model["per_class"].values()) == 133  # every seed gold sentence scored
     assert manifest["mlflow_run_id"] == result.run_id
     assert not [p for p in result.model_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -123,7 +126,7 @@ def test_error_inside_a_run_leaves_it_failed_and_keeps_previous_model(tmp_path, 
     ("latin1", "not UTF-8"),
     ("unknown_key", "key 'evaluation.fold': unknown key"),
     ("bad_regex", "invalid regular expression"),
-    ("unknown_rule_label", "unknown key"),
+    ("unknown_rule_label", "next_to_label 'weather' is not a declared label"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, capsys, setup, message):
     import shutil
@@ -149,8 +152,7 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, capsys, setu
         if setup == "bad_regex":
             rules["labels"]["drill"]["rules"][0]["pattern"] = "[unclosed"
         else:
-            rules["labels"]["weather"] = rules["labels"].pop("drill")
-            rules["labels"]["weather"]["rules"] = [{"name": "rain", "keywords": ["rain"], "label": "x"}]
+            rules["labels"]["drill"]["rules"].append({"name": "rain", "max_words": 3, "next_to_label": "weather"})
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
         extra = {"labelling": {"rules": str(tmp_path / "rules.yaml")}}
     path = write_config(tmp_path, "bad", sources=sources, **extra)

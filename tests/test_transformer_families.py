@@ -54,7 +54,9 @@ def test_round_trip_predict_and_pyfunc(request, family, run):
     result, folder = request.getfixturevalue(run)
     manifest = json.loads((result.model_dir / "model.json").read_text())
     assert manifest["family"] == family and manifest["labels"] == LABELS
-    assert 0 <= result.macro_f1 <= 1
+    per_class = result.metrics["model"]["per_class"]
+    assert result.macro_f1 == pytest.approx(np.mean([c["f1"] for c in per_class.values()]))
+    assert manifest["metrics"]["model"]["macro_f1"] == result.macro_f1
     clf = load(result.model_dir)
     labels = clf.predict(TEXTS)
     probas = clf.predict_proba(TEXTS)
