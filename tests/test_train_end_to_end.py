@@ -36,7 +36,7 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     client = MlflowClient()
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "tfidf-tfidf_logreg"
+    assert run.info.run_name == "tfidf"
     assert run.data.tags["model_family"] == "tfidf_logreg" and run.data.tags["config_name"] == "tfidf"
     assert "git_commit" in run.data.tags
     assert run.data.params["model.params.C"] == "4.0"
@@ -53,6 +53,14 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "tfidf-labelled"
     versions = client.search_model_versions("name='test-tfidf'")
     assert [v.run_id for v in versions] == [result.run_id]
+    # readable: few metrics, no list-index params, a description, a tagged and described version
+    assert len(run.data.metrics) <= 40 and not any(k.startswith("rule.") for k in run.data.metrics)
+    assert not any(part.isdigit() for key in run.data.params for part in key.split("."))
+    assert json.loads(run.data.params["sources"])[0]["name"] == "seeds"
+    assert "macro-F1" in run.data.tags["mlflow.note.content"]
+    version = versions[0]
+    assert version.tags == {"config": "tfidf", "family": "tfidf_logreg", "macro_f1": f"{result.macro_f1:.4f}"}
+    assert "config tfidf (tfidf_logreg)" in version.description
     assert client.get_model_version_by_alias("test-tfidf", "champion").version == versions[0].version
 
 
@@ -66,7 +74,7 @@ def test_save_load_predict_round_trip(trained_default):
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probas)
     assert [max(p, key=p.get) for p in probas] == labels
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/{result.config.name}")
     frame = pyfunc.predict(pd.DataFrame({"text": texts}))
     assert list(frame["label"]) == labels
     expected = np.array([[p[name] for name in clf.labels] for p in probas])

@@ -64,7 +64,7 @@ def test_round_trip_predict_and_pyfunc(request, family, run):
     assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probas)
     assert [max(p, key=p.get) for p in probas] == labels
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    frame = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(pd.DataFrame({"text": TEXTS}))
+    frame = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/{result.config.name}").predict(pd.DataFrame({"text": TEXTS}))
     assert list(frame["label"]) == labels
     expected = np.array([[p[name] for name in LABELS] for p in probas])
     assert np.allclose(frame[[f"p_{name}" for name in LABELS]].to_numpy(), expected, atol=1e-6)

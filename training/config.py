@@ -97,8 +97,18 @@ class Config(_Strict):
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     def flat(self) -> dict[str, Any]:
-        """The config flattened to dotted keys, as MLflow params."""
+        """The config flattened to dotted keys (lists by index: ``sources.0.path``)."""
         return flatten(self.model_dump(mode="json"))
+
+    def params(self) -> dict[str, str]:
+        """MLflow params: sections flattened to dotted keys, lists kept whole as one JSON value
+        (``sources``, ``gold``), so no param name carries a list index."""
+        import json
+
+        out = {}
+        for key, value in flatten_sections(self.model_dump(mode="json")).items():
+            out[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        return out
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -114,6 +124,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
         out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     if not out and prefix:
         out[prefix] = tree
+    return out
+
+
+def flatten_sections(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts → {"a.b": value}; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten_sections(value, name))
+        else:
+            out[name] = value
     return out
 
 

@@ -63,11 +63,17 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
     }
 
 
-def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
-    """Metric dict → flat MLflow metric names, e.g. ``model.f1.drill``."""
-    out = {f"{prefix}.macro_f1": metrics["macro_f1"], f"{prefix}.accuracy": metrics["accuracy"]}
+def flat_metrics(metrics: dict, prefix: str, detail: bool = True) -> dict[str, float]:
+    """Metric dict → flat MLflow metric names, e.g. ``model.f1.drill``.
+
+    ``detail=False`` keeps macro-F1 and per-class F1 only (for the combiners, so a run stays
+    within ~40 metrics; their full figures are in ``metrics.json``).
+    """
+    out = {f"{prefix}.macro_f1": metrics["macro_f1"]}
+    if detail:
+        out[f"{prefix}.accuracy"] = metrics["accuracy"]
     for name, values in metrics["per_class"].items():
-        for key in ("precision", "recall", "f1"):
+        for key in ("precision", "recall", "f1") if detail else ("f1",):
             out[f"{prefix}.{key}.{name}"] = values[key]
     for key in ("macro_f1_fold_mean", "macro_f1_fold_std"):
         if key in metrics:

@@ -132,7 +132,7 @@ def git_commit() -> str:
 
 
 def run_name(config: Config) -> str:
-    return f"{config.name}-{config.model.family}"
+    return config.name
 
 
 @contextmanager
@@ -149,8 +149,7 @@ def start_run(config: Config, nested: bool = False, parent_tags: dict | None = N
 def log_params(config: Config) -> None:
     import mlflow
 
-    params = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in config.flat().items()}
-    mlflow.log_params(params)
+    mlflow.log_params(config.params())
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
@@ -222,7 +221,7 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame):
     outputs = infer_signature(example, wrapper.predict(None, example)).outputs
     signature = ModelSignature(inputs=inputs, outputs=outputs)
     return mlflow.pyfunc.log_model(
-        name="model", python_model=wrapper, artifacts={"model": str(model_folder)},
+        name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
         code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
         registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
     )
@@ -262,3 +261,19 @@ def _promote_locked(name: str, version: str, score: float) -> tuple[bool, str]:
     MlflowClient().set_registered_model_alias(name, CHAMPION, version)
     before = "no champion before" if current is None else f"previous champion version {current} had {best}"
     return True, f"version {version} is now '{CHAMPION}' ({PRIMARY_METRIC} {score:.4f}; {before})"
+
+
+def describe(run_id: str, summary: str, config: Config, version: str | None, macro_f1: float) -> None:
+    """The run's description (its summary table) and, when registered, the version's tags and description."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.set_tag(run_id, "mlflow.note.content", f"```\n{summary}\n```")
+    if version is None or not config.tracking.registered_model:
+        return
+    name = config.tracking.registered_model
+    tags = {"config": config.name, "family": config.model.family, "macro_f1": f"{macro_f1:.4f}"}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=(
+        f"config {config.name} ({config.model.family}), grouped-CV macro-F1 {macro_f1:.4f}; run {run_id}"))

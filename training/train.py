@@ -110,14 +110,6 @@ def _log_artifacts(config: Config, labelled: Labelled, metrics: dict, details: d
     track.log_file(workdir / "config.yaml")
 
 
-def _rule_metrics(labelled: Labelled) -> dict[str, float]:
-    out = {}
-    for row in labelled.report:
-        for key in ("coverage", "precision", "recall", "weight"):
-            out[f"rule.{row['rule']}.{key}"] = row[key]
-    return out
-
-
 @contextmanager
 def _explained_fit_errors(config: Config) -> Iterator[None]:
     """scikit-learn's complaints about a parameter the data cannot satisfy, as one line naming the key."""
@@ -163,8 +155,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
                 model.fit(labelled.records, labelled.train_labels)
             train_seconds = time.perf_counter() - fit_started
-            flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key).items()},
-                    **_rule_metrics(labelled),
+            flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key, key == "model").items()},
                     "time.cv_seconds": details["cv"].seconds, "time.fit_seconds": train_seconds,
                     "data.sentences": len(labelled.sentences), "data.gold": len(labelled.gold),
                     "data.reviewed": len(labelled.reviewed), "data.folds": metrics["model"]["folds"]}
@@ -194,6 +185,10 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                     champion = "champion alias not considered (promotion turned off)"
             track.log_metrics({"time.total_seconds": time.perf_counter() - started})
             run_id = run.info.run_id
+            result = TrainResult(config, run_id, dest, metrics, time.perf_counter() - started, train_seconds,
+                                 champion, str(version) if version is not None else None)
+            track.describe(run_id, summary(result), config, str(version) if version is not None else None,
+                           metrics["model"]["macro_f1"])
         export.commit(staging, dest)
     except BaseException as exc:
         export.discard(staging)
@@ -202,8 +197,8 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             exc.add_note(kept if version is None else
                          f"{kept}; registry version {version} of '{config.tracking.registered_model}' was created")
         raise
-    return TrainResult(config, run_id, dest, metrics, time.perf_counter() - started, train_seconds, champion,
-                       str(version) if version is not None else None)
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def summary(result: TrainResult) -> str:
