@@ -50,7 +50,9 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     assert {"tables/rule_report.csv", "tables/misclassified_gold.csv"} <= tables
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert "plots/confusion_model.png" in plots
-    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "tfidf-labelled"
+    inputs = [i.dataset for i in run.inputs.dataset_inputs]
+    assert [d.name for d in inputs] == ["tfidf:seeds"]
+    assert json.loads(inputs[0].source) == {"uri": str(ROOT / "seeds")} and inputs[0].source_type == "local"
     versions = client.search_model_versions("name='test-tfidf'")
     assert [v.run_id for v in versions] == [result.run_id]
     # readable: few metrics, no list-index params, a description, a tagged and described version

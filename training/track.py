@@ -180,11 +180,24 @@ def log_table(rows: list[dict], name: str) -> None:
         mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
 
 
-def log_dataset(dataset, name: str, source: str) -> None:
+def log_datasets(dataset, config: Config) -> None:
+    """One MLflow dataset input per corpus source actually read, each with its local path as source.
+
+    ``dataset`` is the labelled ``datasets.Dataset`` (one row per sentence, with its ``source``).
+    """
+    import warnings
+
     import mlflow
 
-    ds = mlflow.data.from_huggingface(dataset, path=source, targets="label", name=name)
-    mlflow.log_input(ds, context="training")
+    frame = dataset.to_pandas()
+    frame["label"] = [dataset.features["label"].int2str(int(v)) for v in frame["label"]]
+    paths = {spec.name: str(config.resolve(spec.path)) for spec in config.sources}
+    for name, rows in frame.groupby("source", sort=False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's notice about inferring the schema
+            ds = mlflow.data.from_pandas(rows.reset_index(drop=True), source=paths.get(name, name),
+                                         targets="label", name=f"{config.name}:{name}")
+        mlflow.log_input(ds, context="training")
 
 
 def pip_requirements() -> list[str]:

@@ -144,7 +144,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
         with track.start_run(config, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
             track.log_params(config)
             dataset = to_dataset(labelled)
-            track.log_dataset(dataset, name=f"{config.name}-labelled", source=str(config.resolve(config.sources[0].path)))
+            track.log_datasets(dataset, config)
             log.info("%d sentences, %d gold; cross-validating %s", len(labelled.sentences), len(labelled.gold),
                      config.model.family)
             with _explained_fit_errors(config):
