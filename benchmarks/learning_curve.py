@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import PROJECT_ROOT, load_config  # noqa: E402
-from training.evaluate import classification_metrics, grouped_folds  # noqa: E402
+from training.evaluate import classification_metrics, cross_validate  # noqa: E402
 from training.families import new_model  # noqa: E402
 from training.label import build  # noqa: E402
 from training.records import take  # noqa: E402
 from training.train import set_seed  # noqa: E402
+
+
+class GoldPageShare:
+    """A model that trains on a random share of the gold pages it is given (other pages always train)."""
+
+    def __init__(self, model, fraction: float, gold_pages: set[str], rng: np.random.Generator) -> None:
+        self.model, self.fraction, self.gold_pages, self.rng = model, fraction, gold_pages, rng
+
+    def fit(self, records, labels) -> "GoldPageShare":
+        pages = sorted(set(records["article_id"]) & self.gold_pages)
+        keep = set(self.rng.choice(pages, size=max(1, round(self.fraction * len(pages))), replace=False))
+        rows = np.flatnonzero([a in keep or a not in self.gold_pages for a in records["article_id"]])
+        self.model.fit(take(records, rows), list(np.asarray(labels, dtype=object)[rows]))
+        return self
+
+    def predict_proba(self, records):
+        return self.model.predict_proba(records)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,39 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     config = load_config(args.config, ["evaluation.find_label_issues=false"])
     labelled = build(config)
-    records, labels = labelled.records, labelled.labels
-    articles = records["article_id"].to_numpy(dtype=object)
-    gold_articles = sorted({articles[i] for i in labelled.gold_index})
-    folds = grouped_folds(articles, labelled.gold_index, config.evaluation.folds)
-    train_labels = np.asarray(labelled.train_labels, dtype=object)
-    gold_of = dict(zip(map(int, labelled.gold_index), labelled.gold_labels))
-    print(f"config {config.name} ({config.model.family}): {len(gold_articles)} gold pages, "
-          f"{len(labelled.gold)} gold sentences, {len(folds)} folds, {args.seeds} seeds", flush=True)
+    labels = labelled.labels
+    gold_pages = {labelled.sentences[int(i)].article_id for i in labelled.gold_index}
+    print(f"config {config.name} ({config.model.family}): {len(gold_pages)} gold pages, "
+          f"{len(labelled.gold)} gold sentences, {config.evaluation.folds} folds, {args.seeds} seeds", flush=True)
     results = []
     for fraction in args.fractions:
         scores = []
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
-            predicted, truth = [], []
-            started = time.perf_counter()
-            for fold in folds:
-                train_pages = sorted({articles[i] for i in fold.train} & set(gold_articles))
-                keep = set(rng.choice(train_pages, size=max(1, round(fraction * len(train_pages))), replace=False))
-                rows = [i for i in fold.train if articles[i] in keep or articles[i] not in gold_articles]
+
+            def make_model():
                 set_seed(config.seed)
-                model = new_model(config.model.family, config.model.params, labels, config.seed)
-                model.fit(take(records, rows), list(train_labels[rows]))
-                held_out = np.flatnonzero(np.isin(articles, list({articles[i] for i in fold.test})))
-                proba = model.predict_proba(take(records, held_out))
-                position = {int(r): k for k, r in enumerate(held_out)}
-                predicted += [labels[int(proba[position[int(i)]].argmax())] for i in fold.test]
-                truth += [gold_of[int(i)] for i in fold.test]
-            metrics = classification_metrics(truth, predicted, labels)
+                return GoldPageShare(new_model(config.model.family, config.model.params, labels, config.seed),
+                                     fraction, gold_pages, rng)
+
+            cv = cross_validate(labelled.records, labelled.train_labels, labelled.gold_index, labelled.gold_labels,
+                                labels, config.evaluation.folds, make_model)
+            metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
             scores.append([metrics["macro_f1"]] + [metrics["per_class"][label]["f1"] for label in labels])
-            print(f"  {fraction:.0%} seed {seed}: macro-F1 {metrics['macro_f1']:.3f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(f"  {fraction:.0%} seed {seed}: macro-F1 {metrics['macro_f1']:.3f} ({cv.seconds:.0f} s)", flush=True)
         scores = np.asarray(scores)
-        results.append({"fraction": fraction, "pages": round(fraction * len(gold_articles) * (len(folds) - 1) / len(folds)),
+        folds = len(cv.fold_macro_f1)
+        results.append({"fraction": fraction, "pages": round(fraction * len(gold_pages) * (folds - 1) / folds),
                         "mean": scores.mean(axis=0).tolist(), "std": scores.std(axis=0).tolist()})
     names = ["macro-F1", *labels]
     print("\n| share of gold pages | training pages per fold | " + " | ".join(names) + " |")

@@ -105,37 +105,23 @@ class Config(_Strict):
         (``sources``, ``gold``), so no param name carries a list index."""
         import json
 
-        out = {}
-        for key, value in flatten_sections(self.model_dump(mode="json")).items():
-            out[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        return out
+        return {key: json.dumps(value) if isinstance(value, (list, dict)) else value
+                for key, value in flatten(self.model_dump(mode="json"), lists=False).items()}
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts/lists → {"a.b.0.c": value}."""
+def flatten(tree: Any, prefix: str = "", lists: bool = True) -> dict[str, Any]:
+    """Nested dicts/lists → {"a.b.0.c": value}; with ``lists=False`` a list is one value."""
     if isinstance(tree, dict):
         items = tree.items()
-    elif isinstance(tree, list):
+    elif isinstance(tree, list) and lists:
         items = ((str(i), v) for i, v in enumerate(tree))
     else:
         return {prefix: tree}
     out: dict[str, Any] = {}
     for key, value in items:
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key), lists))
     if not out and prefix:
         out[prefix] = tree
-    return out
-
-
-def flatten_sections(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts → {"a.b": value}; lists are leaves."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten_sections(value, name))
-        else:
-            out[name] = value
     return out
 
 

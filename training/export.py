@@ -15,20 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from training.families import family_module
+from training.system import current_umask, pid_alive
 
 MANIFEST = "model.json"
 log = logging.getLogger(__name__)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this machine with this id exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def recover(dest: Path) -> list[str]:
@@ -40,7 +30,7 @@ def recover(dest: Path) -> list[str]:
     done = []
     for staging in sorted(dest.parent.glob(f".{dest.name}-staging-*")):
         pid = staging.name[len(f".{dest.name}-staging-"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
             done.append(f"removed {staging.name} left by a stopped run")
     for old in sorted(dest.parent.glob(f".{dest.name}-old-*")):
@@ -69,9 +59,7 @@ def stage(dest: Path) -> Path:
         raise InputError(f"output_dir {dest.parent}: exists but is not a folder") from None
     except PermissionError:
         raise InputError(f"output_dir {dest.parent}: not writable (permission denied)") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    folder.chmod(0o777 & ~current_umask())
     return folder
 
 
@@ -116,11 +104,13 @@ def read_manifest(folder: Path) -> dict:
         raise FileNotFoundError(f"{folder}: no {MANIFEST}; not a model folder")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        for key in ("family", "labels", "params", "seed"):
-            manifest[key]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedModelError(f"{path}: damaged model manifest ({type(exc).__name__}: {exc}); "
                                 "retrain the model") from None
+    missing = [key for key in ("family", "labels", "params", "seed") if key not in manifest] \
+        if isinstance(manifest, dict) else ["(not an object)"]
+    if missing:
+        raise DamagedModelError(f"{path}: damaged model manifest (no '{missing[0]}'); retrain the model")
     return manifest
 
 

@@ -57,8 +57,6 @@ class SentenceClassifier:
 
     def proba_matrix(self, records) -> np.ndarray:
         """Probabilities (rows: records, columns: labels); a list of strings is one-sentence pages."""
-        if not isinstance(records, str) and not hasattr(records, "columns") and not hasattr(records, "to_pandas"):
-            records = _check_texts(records)
         records = as_records(records)
         if len(records) == 0:
             return np.zeros((0, len(self.labels)))
@@ -79,20 +77,16 @@ class SentenceClassifier:
         """
         if isinstance(pages, str):
             raise TypeError("pages must be a list of page texts, not a single string (use classify_article)")
-        pages = list(pages)
-        sentences = []
+        segmented = []
         for number, text in enumerate(pages):
             if not isinstance(text, str):
                 raise TypeError(f"pages[{number}] is {type(text).__name__}, not str")
-            sentences.extend(segment_article(f"page-{number}", text))
-        proba = self.proba_matrix(as_records(sentences))
-        out: list[list[dict]] = [[] for _ in pages]
-        for s, row in zip(sentences, proba):
-            out[int(s.article_id.rsplit("-", 1)[1])].append(
-                {"index": s.index, "text": s.text, "start": s.start, "end": s.end,
-                 "label": self.labels[int(row.argmax())], "probability": float(row.max()),
-                 "probabilities": dict(zip(self.labels, map(float, row)))})
-        return out
+            segmented.append(segment_article(f"page-{number}", text))
+        rows = iter(self.proba_matrix([s for page in segmented for s in page]))
+        return [[{"index": s.index, "text": s.text, "start": s.start, "end": s.end,
+                  "label": self.labels[int(row.argmax())], "probability": float(row.max()),
+                  "probabilities": dict(zip(self.labels, map(float, row)))}
+                 for s, row in zip(page, rows)] for page in segmented]
 
     def classify_article(self, text: str) -> list[dict]:
         """One record per sentence of a page: index, text, start, end, label, probability (and all probabilities)."""

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-COLUMNS = ("text", "article_id", "index")
+_CHECKED = "sentence_records"  # DataFrame.attrs flag: already checked and normalised here
 
 
 def as_records(data: Any) -> pd.DataFrame:
@@ -22,13 +22,21 @@ def as_records(data: Any) -> pd.DataFrame:
     A table needs a ``text`` column; without ``article_id`` every row is its own page; without
     ``index`` the rows of a page are taken in the order given.
     """
+    if isinstance(data, pd.DataFrame) and data.attrs.get(_CHECKED):
+        return data  # every block of a pipeline receives the same records: check them once
     if isinstance(data, str):
         raise TypeError("expected a list of sentences or a table of records, not a single string")
     if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):  # datasets.Dataset
         data = data.to_pandas()
     if isinstance(data, pd.DataFrame):
-        return _from_frame(data)
-    items = list(data)
+        out = _from_frame(data)
+    else:
+        out = _from_items(list(data))
+    out.attrs[_CHECKED] = True
+    return out
+
+
+def _from_items(items: list) -> pd.DataFrame:
     if items and hasattr(items[0], "article_id") and hasattr(items[0], "text"):  # corpus.Sentence
         return pd.DataFrame({"text": [s.text for s in items], "article_id": [str(s.article_id) for s in items],
                              "index": np.array([s.index for s in items], dtype=np.int64)})
@@ -87,11 +95,6 @@ def page_layout(records: pd.DataFrame) -> PageLayout:
         run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
         position[order] = np.arange(n) - run_start
     return PageLayout(order, previous, following, position, size - 1 - position, size)
-
-
-def ordered_pages(records: pd.DataFrame) -> list[pd.DataFrame]:
-    """Each page's records in page order (pages in first-seen order)."""
-    return [page.sort_values("index", kind="stable") for _, page in records.groupby("article_id", sort=False)]
 
 
 def texts_of(records: pd.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 from training.config import Config, load_config
 from training.errors import InputError
 from training.gold import read_jsonl, text_hash
+from training.system import current_umask
 from training.label import Labelled, build
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,7 @@ def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) ->
 def _atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` in one rename; it keeps its mode (a new file gets the umask's default, not 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~current_umask()
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:

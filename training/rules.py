@@ -170,10 +170,7 @@ def line_features(sentences: Sequence[Sentence], known_recurrence: Optional[dict
     scored with it, and the training corpus gets exactly the labelling stage's counts.
     """
     sizes = Counter(s.article_id for s in sentences)
-    if known_recurrence is None:
-        here, known = recurrence_table(sentences, min_pages=1), {}
-    else:
-        here, known = {}, known_recurrence
+    pages = recurrence_table(sentences, min_pages=1) if known_recurrence is None else known_recurrence
     shapes = [line_shape(s.text) for s in sentences]
     return LineFeatures(
         words=np.array([w for w, _, _ in shapes], dtype=int),
@@ -181,8 +178,7 @@ def line_features(sentences: Sequence[Sentence], known_recurrence: Optional[dict
         terminal=np.array([t for _, _, t in shapes], dtype=bool),
         index=np.array([s.index for s in sentences], dtype=int),
         from_end=np.array([sizes[s.article_id] - 1 - s.index for s in sentences], dtype=int),
-        recurrence=np.array([max(here.get(line_key(s.text), 1), known.get(line_key(s.text), 0)) for s in sentences],
-                            dtype=int),
+        recurrence=np.array([pages.get(line_key(s.text), 1) for s in sentences], dtype=int),
         article=np.array([s.article_id for s in sentences], dtype=object),
     )
 

@@ -106,14 +106,14 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
     """Runs left RUNNING by a process of this machine that no longer exists are marked KILLED."""
     from mlflow import MlflowClient
 
-    from training.export import _alive
+    from training.system import pid_alive
 
     client, done = MlflowClient(), []
     host = socket.gethostname()
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
         owner = run.data.tags.get("process", "")
         owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
             client.set_terminated(run.info.run_id, status="KILLED")
             done.append(f"run {run.info.run_id} ({run.info.run_name}) was left RUNNING by a stopped process; "
                         "marked KILLED")
@@ -131,10 +131,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_name(config: Config) -> str:
-    return config.name
-
-
 @contextmanager
 def start_run(config: Config, nested: bool = False, parent_tags: dict | None = None) -> Iterator:
     """A run with the standard name and tags; MLflow ends it FAILED if the body raises."""
@@ -142,7 +138,7 @@ def start_run(config: Config, nested: bool = False, parent_tags: dict | None = N
 
     tags = {"git_commit": git_commit(), "model_family": config.model.family, "config_name": config.name,
             "process": this_process(), **(parent_tags or {})}
-    with mlflow.start_run(run_name=run_name(config), nested=nested, tags=tags) as run:
+    with mlflow.start_run(run_name=config.name, nested=nested, tags=tags) as run:
         yield run
 
 
@@ -190,7 +186,7 @@ def log_datasets(dataset, config: Config) -> None:
     import mlflow
 
     frame = dataset.to_pandas()
-    frame["label"] = [dataset.features["label"].int2str(int(v)) for v in frame["label"]]
+    frame["label"] = dataset.features["label"].int2str(frame["label"].tolist())
     paths = {spec.name: str(config.resolve(spec.path)) for spec in config.sources}
     for name, rows in frame.groupby("source", sort=False):
         with warnings.catch_warnings():

@@ -249,12 +249,6 @@ def quiet_third_parties() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def track_uri_hint() -> str:
-    import mlflow
-
-    return mlflow.get_tracking_uri()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", type=Path, default=None,
@@ -267,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         args.config = [c for c in args.config if "=" not in str(c)] or None
     quiet_third_parties()
     signal.signal(signal.SIGTERM, _raise_terminated)
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from training.sweep import expand, run_sweep
@@ -283,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MlflowException as exc:  # the tracking server went away mid-run (after its retries), or refused
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        print(f"error: MLflow tracking ({track_uri_hint()}): {first}; no model folder was written or replaced",
+        print(f"error: MLflow tracking ({mlflow.get_tracking_uri()}): {first}; no model folder was written or replaced",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
