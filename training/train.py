@@ -149,6 +149,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                      config.model.family)
             with _explained_fit_errors(config):
                 metrics, details = evaluate(config, labelled)
+                _stop_if_terminated()
                 log.info("fitting the final model on all %d sentences", len(labelled.sentences))
                 fit_started = time.perf_counter()
                 set_seed(config.seed)
@@ -169,6 +170,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
                                 "suspect_labels")
                 track.log_metrics({"data.suspect_labels": len(suspects)})
+            _stop_if_terminated()
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
                          metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
                                          "train_seconds": train_seconds})
@@ -189,6 +191,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                                  champion, str(version) if version is not None else None)
             track.describe(run_id, summary(result), config, str(version) if version is not None else None,
                            metrics["model"]["macro_f1"])
+            _stop_if_terminated()
         export.commit(staging, dest)
     except BaseException as exc:
         export.discard(staging)
@@ -224,8 +227,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (timeout, CI cancel, docker stop, systemd): unwound like Ctrl-C, so runs end and staging goes."""
 
 
+_terminated = False
+
+
 def _raise_terminated(signum, frame) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated()
+
+
+def _stop_if_terminated() -> None:
+    """A checkpoint before each lasting step: the handler's exception can be swallowed when it lands inside
+    third-party code (a ``__del__``, a library's broad ``except``), the flag cannot."""
+    if _terminated:
+        raise Terminated()
 
 
 def quiet_third_parties() -> None:
@@ -273,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + summary(result))
         else:
             print("\n" + run_sweep(configs, promote=not args.no_promote))
+        _stop_if_terminated()
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
