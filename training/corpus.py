@@ -4,6 +4,12 @@ Every non-blank line of an article is segmented with pysbd (a rule-based segment
 abbreviations such as "U.S." and "Gen."); a line break always ends a unit, because headlines,
 captions and page chrome sit on lines of their own. Each sentence keeps its character offsets in
 the article text so predictions can be mapped back onto the page.
+
+Speed without changing a sentence (pysbd 0.3.4 only; any other version gets stock pysbd): a line
+that pysbd provably keeps whole skips it (:func:`_one_unit`), and the others go through a pysbd
+subclass whose two overrides return exactly what stock pysbd returns, without its per-sentence and
+per-abbreviation regex compiles (:func:`_fast_segmenter`). ``PYSBD_ONLY = True`` restores the old
+path: stock pysbd for every line.
 """
 
 from __future__ import annotations
@@ -36,11 +42,64 @@ class Sentence:
 _NON_BLANK = re.compile(r"\S")
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
+PYSBD_ONLY = False  # True: stock pysbd for every line, no fast path (the old path, for comparison)
+_PYSBD_VERSION = "0.3.4"  # the version whose code the fast path was proven against
+
+
+@lru_cache(maxsize=2)
+def _segmenter(stock: bool = False):
+    """The pysbd segmenter, built once: stock, or the exact-output fast subclass."""
     import pysbd
 
-    return pysbd.Segmenter(language="en", clean=False)
+    if stock or not _fast_ok():
+        return pysbd.Segmenter(language="en", clean=False)
+    return _fast_segmenter()
+
+
+@lru_cache(maxsize=1)
+def _fast_ok() -> bool:
+    from pysbd.about import __version__
+
+    return __version__ == _PYSBD_VERSION
+
+
+# Characters that let pysbd split or rewrite a line: its sentence punctuation, ")" (list items
+# "a)", "1)" and parentheses between quotes) and every non-ASCII character in its 0.3.4 source
+# (placeholders such as "∯" that it turns back into punctuation, list and quote marks) except the
+# typographic quotes ‘’“”«», which only matter next to punctuation. "-" followed by a quote, a
+# space and a capital is its one split point without punctuation (QUOTATION_AT_END_OF_SENTENCE).
+_PYSBD_CHARS = ".!?。．！？)°ûũƪǃȸȹʼ،ᓰᓱᓳᓴᓷᓸ⁃∮∯⌬⎋☄☇☈☉☏☝♝♟♨♬♭✂「」（）"
+_QUOTE_SPLIT = r'[!?\.-][\"\'“”]\s{1}[A-Z]'  # pysbd's QUOTATION_AT_END_OF_SENTENCE_REGEX, verbatim
+_PYSBD_CHAR = re.compile("[" + re.escape(_PYSBD_CHARS) + "]")
+_QUOTE_SPLIT_AT = re.compile(_QUOTE_SPLIT)
+_OPENERS = "'\"“”‘’«»(\\"  # a sentence starting with one may be cut at its closing quote
+
+
+def _one_unit(piece: str) -> bool:
+    """True when pysbd 0.3.4 provably returns ``piece`` as one sentence, ``piece.strip()``.
+
+    Every pysbd rule that splits, drops or rewrites text needs a character of ``_PYSBD_CHARS``
+    ("." "!" "?" for the abbreviation, number, list, ellipsis and boundary rules; ")" for list and
+    parenthesis rules; placeholders for the symbol rules), the quotation-split pattern or a line
+    break inside the piece. Without any, its processing is the identity: one sentence.
+
+    One such character is also safe when it is a single "." ending the text (after the strip),
+    the text not starting with a quote or "(" nor holding a backslash: each rule that may touch
+    that period either needs a character after it (digits, letters, a quote, a second period) or
+    turns it into the placeholder "∯", which comes back as "."; list rules need two items; and the
+    boundary regex then matches from the first non-space character to that period (its quoted-
+    and bracketed-span alternatives need an opening quote or parenthesis at that start).
+    """
+    if not _fast_ok():
+        return False
+    body = piece.rstrip("\r\n")  # pysbd splits at "\r" and "\n" inside a piece
+    if "\n" in body or "\r" in body or _QUOTE_SPLIT_AT.search(piece):
+        return False
+    text = piece.strip()
+    if not _PYSBD_CHAR.search(text):
+        return True
+    return (len(text) >= 2 and text[-1] == "." and text[0] not in _OPENERS and "\\" not in text
+            and not _PYSBD_CHAR.search(text, 0, len(text) - 1))
 
 
 MAX_UNIT = 4000  # the longest stretch pysbd sees at once (its time grows with the square of it)
@@ -76,8 +135,19 @@ def _spans_in_line(line: str) -> Iterable[tuple[int, int]]:
 
 
 def _spans_in_piece(line: str) -> Iterable[tuple[int, int]]:
+    """Yield (start, end) of each sentence pysbd finds in ``line``, trimmed of whitespace.
+
+    A piece that pysbd provably keeps whole (:func:`_one_unit`) skips pysbd: the result is the
+    same single span, without pysbd's ~80 regex passes.
+    """
+    if not PYSBD_ONLY and _one_unit(line):
+        stripped = line.strip()
+        if stripped:  # pysbd returns nothing for a blank piece
+            lead = len(line) - len(line.lstrip())
+            yield lead, lead + len(stripped)
+        return
     cursor = 0
-    for piece in _segmenter().segment(line):
+    for piece in _segmenter(PYSBD_ONLY).segment(line):
         stripped = piece.strip()
         if not stripped:
             continue
@@ -90,6 +160,91 @@ def _spans_in_piece(line: str) -> Iterable[tuple[int, int]]:
             return
         cursor = found + len(stripped)
         yield found, cursor
+
+
+_ODD_CASE = "\u0130\u0131\u017f\u212a"  # İ ı ſ K: all non-ASCII that (?i) or lower() make ASCII letters
+
+
+@lru_cache(maxsize=1)
+def _fast_segmenter():
+    """pysbd 0.3.4's English segmenter with two exact-output overrides.
+
+    * ``sentences_with_char_spans`` finds each sentence with ``str.find`` plus a ``\\s*`` match
+      instead of compiling ``re.escape(sentence) + "\\s*"`` per sentence: the same leftmost,
+      non-overlapping literal matches, the same first one ending past the previous sentence.
+    * ``search_for_abbreviations_in_string`` skips an abbreviation without "." when the lowered
+      line never has it right before a "." (found by looking back from each "."): each of its
+      replacements turns a "." that directly follows the abbreviation (as matched,
+      case-insensitively) into "∯", so there is nothing to replace, and the skipped regexes (two
+      compiled per abbreviation and line, thrashing ``re``'s cache) only feed those replacements.
+      Lines with one of the four non-ASCII characters that case-insensitive matching or
+      ``lower()`` map onto ASCII letters (İ ı ſ K) keep the stock loop.
+    """
+    import pysbd
+    from pysbd.lang.english import English
+    from pysbd.processor import Processor
+    from pysbd.utils import TextSpan
+
+    odd_case = re.compile("[" + _ODD_CASE + "]")
+    spaces = re.compile(r"\s*")
+
+    longest = max(len(abbr.strip()) for abbr in English.Abbreviation.ABBREVIATIONS)
+
+    class AbbreviationReplacer(English.AbbreviationReplacer):
+        def search_for_abbreviations_in_string(self, text):
+            if odd_case.search(text):
+                return super().search_for_abbreviations_in_string(text)
+            lowered = text.lower()
+            # the dot-free abbreviations that occur right before a "." of the line
+            before_period = {lowered[max(at - size, 0):at] for at, char in enumerate(lowered) if char == "."
+                             for size in range(1, longest + 1)}
+            if not before_period:
+                return text
+            for abbr in self.lang.Abbreviation.ABBREVIATIONS:
+                stripped = abbr.strip()
+                if "." in stripped:
+                    if stripped not in lowered:
+                        continue
+                elif stripped not in before_period:
+                    continue
+                # from here on pysbd 0.3.4's loop body, unchanged
+                abbrev_match = re.findall(r"(?:^|\s|\r|\n){}".format(stripped), text, flags=re.IGNORECASE)
+                if not abbrev_match:
+                    continue
+                next_word_start = r"(?<={" + str(re.escape(stripped)) + "} ).{1}"
+                char_array = re.findall(next_word_start, text)
+                for ind, match in enumerate(abbrev_match):
+                    text = self.scan_for_replacements(text, match, ind, char_array)
+            return text
+
+    class FastProcessor(Processor):
+        def abbreviations_replacer(self):
+            return AbbreviationReplacer(self.text, self.lang)
+
+    class FastSegmenter(pysbd.Segmenter):
+        def processor(self, text):
+            return FastProcessor(text, self.language_module, char_span=self.char_span)
+
+        def sentences_with_char_spans(self, sentences):
+            if not all(sentences):  # an empty sentence matches everywhere: stock code
+                return super().sentences_with_char_spans(sentences)
+            text = self.original_text
+            spans, prior_end = [], 0
+            for sent in sentences:
+                position = text.find(sent)
+                while position >= 0:
+                    end = spaces.match(text, position + len(sent)).end()
+                    if end > prior_end:
+                        spans.append(TextSpan(text[position:end], position, end))
+                        prior_end = end
+                        break
+                    position = text.find(sent, end)
+            return spans
+
+    segmenter = FastSegmenter(language="en", clean=False)
+    if hasattr(segmenter.language_module, "Processor"):  # the stock class would not use ours
+        return pysbd.Segmenter(language="en", clean=False)
+    return segmenter
 
 
 def segment_article(article_id: str, text: str, source: str = "") -> list[Sentence]:
