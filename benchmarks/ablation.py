@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import load_config  # noqa: E402
 from training.label import build  # noqa: E402
-from training.train import evaluate  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.families import new_model  # noqa: E402
 
 CONTEXT_BLOCKS = ["neighbour_embeddings", "neighbour_votes", "page_embedding", "position", "shape", "recurrence"]
 OFF = {block: 0 if block.startswith("neighbour") else "false" for block in CONTEXT_BLOCKS}
@@ -41,18 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     variants = [(v.split("=", 1)[0], v.split("=", 1)[1].split(",")) for v in args.variant] or DEFAULT_VARIANTS
-    base = load_config(args.config, ["evaluation.find_label_issues=false"])
+    off = ["evaluation.find_label_issues=false", "evaluation.baseline=false", "evaluation.bootstrap=0"]
+    base = load_config(args.config, off)
     labelled = build(base)
     labels = labelled.labels
     print(f"config {base.name}: {len(labelled.sentences)} sentences, {len(labelled.gold)} gold, "
-          f"{base.evaluation.folds} grouped folds", flush=True)
+          f"{base.evaluation.folds} grouped folds", flush=True)  # the plan every run uses
     header = f"{'variant':24} {'macro-F1':>8} " + " ".join(f"{label[:11]:>11}" for label in labels) + f" {'seconds':>8}"
     print(header, flush=True)
     for name, overrides in variants:
-        config = load_config(args.config, ["evaluation.find_label_issues=false", *overrides])
+        config = load_config(args.config, [*off, *overrides])
         started = time.perf_counter()
-        metrics, _ = evaluate(config, labelled)
-        model = metrics["model"]
+        evaluation = evaluate(config, labelled, lambda: new_model(config.model.family, config.model.params, labels,
+                                                                  config.seed))
+        model = evaluation.metrics["model"]
         print(f"{name:24} {model['macro_f1']:8.3f} "
               + " ".join(f"{model['per_class'][label]['f1']:11.3f}" for label in labels)
               + f" {time.perf_counter() - started:8.1f}", flush=True)

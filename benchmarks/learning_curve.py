@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import PROJECT_ROOT, load_config  # noqa: E402
-from training.evaluate import classification_metrics, cross_validate  # noqa: E402
+from training.evaluate import classification_metrics, cross_validate, fold_assignment, trainable_rows  # noqa: E402
 from training.families import new_model  # noqa: E402
 from training.label import build  # noqa: E402
 from training.records import take  # noqa: E402
@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     labelled = build(config)
     labels = labelled.labels
     gold_pages = {labelled.sentences[int(i)].article_id for i in labelled.gold_index}
+    fold_of, fingerprint, _ = fold_assignment(config, labelled)  # the same plan as every training run
+    trainable = trainable_rows(config, labelled)
     print(f"config {config.name} ({config.model.family}): {len(gold_pages)} gold pages, "
-          f"{len(labelled.gold)} gold sentences, {config.evaluation.folds} folds, {args.seeds} seeds", flush=True)
+          f"{len(labelled.gold)} gold sentences, {config.evaluation.folds} folds (plan {fingerprint}), {args.seeds} seeds", flush=True)
     results = []
     for fraction in args.fractions:
         scores = []
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 return GoldPageShare(new_model(config.model.family, config.model.params, labels, config.seed),
                                      fraction, gold_pages, rng)
 
-            cv = cross_validate(labelled.records, labelled.train_labels, labelled.gold_index, labelled.gold_labels,
-                                labels, config.evaluation.folds, make_model)
-            metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
+            cv = cross_validate(labelled.records, labelled.train_labels, fold_of, trainable, labelled.gold_index,
+                                labelled.gold_labels, labels, make_model)
+            metrics = classification_metrics(labelled.gold_labels, cv.gold_predictions(labels), labels)
             scores.append([metrics["macro_f1"]] + [metrics["per_class"][label]["f1"] for label in labels])
             print(f"  {fraction:.0%} seed {seed}: macro-F1 {metrics['macro_f1']:.3f} ({cv.seconds:.0f} s)", flush=True)
         scores = np.asarray(scores)

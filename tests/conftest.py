@@ -21,7 +21,7 @@ def write_config(folder: Path, name: str = "test", **sections) -> Path:
         "seed": 7,
         "sources": [{"name": "seeds", "path": str(ROOT / "seeds")}],
         "gold": [{"path": str(ROOT / "data/gold/seeds.jsonl")}],
-        "evaluation": {"folds": 3, "find_label_issues": False},
+        "evaluation": {"folds": 3, "find_label_issues": False, "store": str(folder / "out_of_fold")},
         "tracking": {"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "tests",
                      "registered_model": f"test-{name}"},
         "output_dir": str(folder / "models"),

@@ -61,8 +61,14 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     assert json.loads(run.data.params["sources"])[0]["name"] == "seeds"
     assert "macro-F1" in run.data.tags["mlflow.note.content"]
     version = versions[0]
-    assert version.tags == {"config": "tfidf", "family": "tfidf_logreg", "macro_f1": f"{result.macro_f1:.4f}"}
-    assert "config tfidf (tfidf_logreg)" in version.description
+    model = result.metrics["model"]
+    interval = f"{model['macro_f1_ci_low']:.3f}–{model['macro_f1_ci_high']:.3f}"
+    assert model["macro_f1_ci_low"] <= result.macro_f1 <= model["macro_f1_ci_high"]
+    assert version.tags == {"config": "tfidf", "family": "tfidf_logreg", "macro_f1": f"{result.macro_f1:.4f}",
+                            "macro_f1_interval": interval, "fingerprint": result.fingerprint}
+    assert run.data.tags["eval.fingerprint"] == result.fingerprint and len(result.fingerprint) == 12
+    assert "config tfidf (tfidf_logreg)" in version.description and interval in version.description
+    assert "no champion before" in version.description
     assert client.get_model_version_by_alias("test-tfidf", "champion").version == versions[0].version
 
 

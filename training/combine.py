@@ -22,6 +22,7 @@ class Combined:
     probabilities: np.ndarray  # (sentences, labels)
     rule_weights: np.ndarray  # estimated accuracy per rule (majority: NaN)
     method: str  # "majority" or "snorkel"
+    model: object = None  # the fitted Snorkel LabelModel (saved with the run), None for majority
 
 
 def _vote_counts(matrix: np.ndarray, n_labels: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def _snorkel_label_model(matrix: np.ndarray, n_labels: int, epochs: int, seed: i
     with np.errstate(divide="ignore", invalid="ignore"):  # rules that never fire have zero coverage
         model.fit(L_train=matrix, n_epochs=epochs, seed=seed, log_freq=max(epochs, 1), progress_bar=False,
                   class_balance=class_balance)
-        return model.predict_proba(matrix), np.nan_to_num(np.asarray(model.get_weights()), nan=0.0)
+        return model.predict_proba(matrix), np.nan_to_num(np.asarray(model.get_weights()), nan=0.0), model
 
 
 def label_model(
@@ -71,14 +72,14 @@ def label_model(
     class_balance: np.ndarray | None = None,
 ) -> Combined:
     """Snorkel's ``LabelModel``: rules weighted by their estimated accuracy (no hand-written fallback)."""
-    probabilities, weights = _snorkel_label_model(matrix, n_labels, epochs, seed, class_balance)
+    probabilities, weights, fitted = _snorkel_label_model(matrix, n_labels, epochs, seed, class_balance)
     probabilities = np.nan_to_num(np.asarray(probabilities, dtype=float), nan=1.0 / n_labels)
     labels = _argmax_with_ties(probabilities, tie_rank)
     unvoted = (matrix == ABSTAIN).all(axis=1)
     labels[unvoted] = default
     probabilities[unvoted] = 0.0
     probabilities[unvoted, default] = 1.0
-    return Combined(labels, probabilities, np.asarray(weights, dtype=float), "snorkel")
+    return Combined(labels, probabilities, np.asarray(weights, dtype=float), "snorkel", fitted)
 
 
 def combine(matrix: np.ndarray, label_names: list[str], tie_order: list[str], default: str,

@@ -63,8 +63,11 @@ class ModelConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     folds: int = Field(5, ge=2)
+    plan: Optional[Path] = None  # frozen fold of each gold page (training.plan); None: folds from a hash of page ids
+    bootstrap: int = Field(1000, ge=0)  # resamples of whole pages for macro-F1's 95% interval (0 = none)
+    baseline: bool = True  # also score the same family trained on gold labels alone
     find_label_issues: bool = True
-    label_issues_family: str = "tfidf_logreg"  # cheap family whose out-of-fold probabilities find them
+    store: Path = Path("data/cache/out_of_fold")  # where a run keeps its out-of-fold predictions (review reads them)
 
 
 class TrackingConfig(_Strict):
@@ -78,6 +81,7 @@ class Config(_Strict):
     name: str = "default"
     seed: int = Field(13, ge=0, le=2**32 - 1)  # numpy and torch take seeds in this range
     sources: list[SourceConfig] = Field(min_length=1)
+    train_sources: Optional[list[str]] = None  # names of the sources that train the model; None: all of them
     gold: list[GoldConfig] = Field(default_factory=list)
     labelling: LabellingConfig = LabellingConfig()
     model: ModelConfig = ModelConfig()
@@ -240,11 +244,10 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         raise InputError(_describe(exc, path, overrides, prefix="model.params.")) from None
     except KeyError as exc:
         raise InputError(f"{path}: key 'model.family': {exc.args[0]}") from None
-    from training.families import FAMILIES
-
-    if config.evaluation.label_issues_family not in FAMILIES:
-        raise InputError(f"{path}: key 'evaluation.label_issues_family': unknown model family "
-                         f"'{config.evaluation.label_issues_family}'")
+    names = [source.name for source in config.sources]
+    for name in config.train_sources or []:
+        if name not in names:
+            raise InputError(f"{path}: key 'train_sources': no source named '{name}' (sources: {', '.join(names)})")
     # store every family parameter, defaults included, so all runs log the same param names
     model = config.model.model_copy(update={"params": params.model_dump(mode="json")})
     return config.model_copy(update={"model": model})

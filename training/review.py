@@ -14,9 +14,7 @@ import argparse
 import csv
 import json
 import logging
-import os
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import numpy as np
 from training.config import Config, load_config
 from training.errors import InputError
 from training.gold import read_jsonl, text_hash
-from training.system import current_umask
+from training.system import atomic_write
 from training.label import Labelled, build
 
 log = logging.getLogger(__name__)
@@ -34,12 +32,17 @@ FIELDS = ["id", "sha", "text", "current", "suggested", "reasons", "score", "labe
 
 def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) -> list[dict]:
     """The ``n`` sentences most worth reviewing, most urgent first."""
+    from training.evaluate import out_of_fold, trainable_rows
+    from training.families import new_model
     from training.suspects import label_issues
 
     sentences = labelled.sentences
     train_labels = labelled.train_labels
-    issues, proba = label_issues(config, labelled)
+    cv = out_of_fold(config, labelled, lambda: new_model(config.model.family, config.model.params, labelled.labels,
+                                                         config.seed), progress=log.info)
+    issues = label_issues(labelled, cv, trainable_rows(config, labelled))
     suspects = {r["id"] for r in issues}
+    proba = np.nan_to_num(cv.probabilities, nan=1.0 / len(labelled.labels))
     votes = labelled.matrix
     conflicted = np.array([len(set(row[row >= 0])) > 1 for row in votes])
     confidence = proba.max(axis=1)
@@ -56,21 +59,6 @@ def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) ->
                      "score": round(float(urgency), 4), "label": ""})
     rows.sort(key=lambda r: -r["score"])
     return rows[:n]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename; it keeps its mode (a new file gets the umask's default, not 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~current_umask()
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def label_studio_config(labels: list[str]) -> str:
@@ -96,7 +84,7 @@ def export(rows: list[dict], labels: list[str], folder: Path) -> list[Path]:
                "label_studio_tasks.json": json.dumps(tasks, indent=1, ensure_ascii=False),
                "label_studio_config.xml": label_studio_config(labels)}
     for name, text in outputs.items():
-        _atomic_write(folder / name, text)
+        atomic_write(folder / name, text)
     return [folder / name for name in outputs]
 
 
@@ -181,7 +169,7 @@ def import_reviews(config: Config, path: Path, into: Path | None = None) -> tupl
             existing[record["id"]] = record
     updated = sum(1 for sid in incoming if sid in existing)
     merged = {**existing, **incoming}
-    _atomic_write(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.values()))
+    atomic_write(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged.values()))
     return target, len(incoming) - updated, updated
 
 

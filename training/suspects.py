@@ -4,32 +4,15 @@ probabilities)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from sklearn.model_selection import GroupKFold
 
 from training.errors import InputError
 
 if TYPE_CHECKING:
-    from training.config import Config
+    from training.evaluate import CrossValidation
     from training.label import Labelled
-
-
-
-def out_of_fold_proba(records, labels: Sequence[str], label_names: Sequence[str],
-                      make_model: Callable[[], object], folds: int) -> np.ndarray:
-    """Probabilities for every sentence (records: text, article_id, index) from a model that never saw its page."""
-    from training.records import take
-
-    labels = np.asarray(labels, dtype=object)
-    proba = np.zeros((len(records), len(label_names)))
-    groups = records["article_id"].to_numpy(dtype=object)
-    splitter = GroupKFold(n_splits=min(folds, len(set(groups))))
-    for train, test in splitter.split(np.zeros(len(records)), groups=groups):
-        model = make_model().fit(take(records, train), list(labels[train]))
-        proba[test] = model.predict_proba(take(records, test))
-    return proba
 
 
 def find_suspects(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str], proba: np.ndarray,
@@ -49,7 +32,8 @@ def find_suspects(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str
     proba = proba / proba.sum(axis=1, keepdims=True)
     if len(np.unique(given)) < 2:  # one class: nothing can be mislabelled as another
         return []
-    mask = find_label_issues(labels=given, pred_probs=proba, filter_by="prune_by_noise_rate")
+    # n_jobs=1: its process pool forks a process whose other threads (torch, tqdm) may hold locks: a deadlock
+    mask = find_label_issues(labels=given, pred_probs=proba, filter_by="prune_by_noise_rate", n_jobs=1)
     self_confidence = proba[np.arange(len(given)), given]
     rows = [{"id": ids[i], "text": texts[i], "label": labels[i], "suggested": names[int(proba[i].argmax())],
              "score": round(float(self_confidence[i]), 4), "method": "cleanlab"}
@@ -57,17 +41,11 @@ def find_suspects(ids: Sequence[str], texts: Sequence[str], labels: Sequence[str
     return sorted(rows, key=lambda r: r["score"])
 
 
-def label_issues(config: "Config", labelled: "Labelled") -> tuple[list[dict], np.ndarray]:
-    """Suspect training labels of a labelled corpus, and the out-of-fold probabilities behind them.
+def label_issues(labelled: "Labelled", cv: "CrossValidation", trainable: np.ndarray) -> list[dict]:
+    """Suspect training labels, from the evaluation's out-of-fold store (no second cross-validation).
 
-    The probabilities come from ``evaluation.label_issues_family`` (a cheap family), folded by article.
+    Only sentences that train the model and have an out-of-fold prediction are judged.
     """
-    from training.families import new_model
-
-    family = config.evaluation.label_issues_family
-    params = config.model.params if family == config.model.family else {}
-    ids = [s.id for s in labelled.sentences]
-    texts = [s.text for s in labelled.sentences]
-    proba = out_of_fold_proba(labelled.records, labelled.train_labels, labelled.labels, lambda: new_model(family, params, labelled.labels, config.seed),
-                              config.evaluation.folds)
-    return find_suspects(ids, texts, labelled.train_labels, proba, labelled.labels), proba
+    rows = np.flatnonzero(trainable & ~np.isnan(cv.probabilities).any(axis=1))
+    return find_suspects([labelled.sentences[i].id for i in rows], [labelled.sentences[i].text for i in rows],
+                         [labelled.train_labels[i] for i in rows], cv.probabilities[rows], labelled.labels)

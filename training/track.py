@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -148,6 +149,12 @@ def log_params(config: Config) -> None:
     mlflow.log_params(config.params())
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import math
 
@@ -225,8 +232,9 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame):
     wrapper = SentenceClassifierModel()
     wrapper.load_context(type("Ctx", (), {"artifacts": {"model": str(model_folder)}})())
     example = example[["text", "article_id", "index"]].reset_index(drop=True)
-    inputs = Schema([ColSpec("string", "text"), ColSpec("string", "article_id", required=False),
-                     ColSpec("long", "index", required=False)])
+    inputs = Schema([ColSpec("string", "text", required=False), ColSpec("string", "article_id", required=False),
+                     ColSpec("long", "index", required=False),
+                     ColSpec("string", "page", required=False)])  # whole pages instead of text: see pyfunc.py
     outputs = infer_signature(example, wrapper.predict(None, example)).outputs
     signature = ModelSignature(inputs=inputs, outputs=outputs)
     return mlflow.pyfunc.log_model(
@@ -236,8 +244,27 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame):
     )
 
 
-def champion_score(name: str) -> tuple[str | None, float | None]:
-    """(version, model.macro_f1) of the version holding the champion alias, or (None, None)."""
+@dataclass(frozen=True)
+class Standing:
+    """A registered version's score: macro-F1, its 95% interval and the evaluation plan it was scored on."""
+
+    version: str
+    macro_f1: float | None
+    interval: str  # "0.850–0.872", or "" when unknown
+    fingerprint: str  # "" when unknown
+
+    def describe(self) -> str:
+        within = f" (95% interval {self.interval})" if self.interval else ""
+        return f"version {self.version}: macro-F1 {self.macro_f1:.4f}{within} on plan {self.fingerprint or '?'}"
+
+
+def _interval(metrics: dict) -> str:
+    low, high = metrics.get("macro_f1_ci_low"), metrics.get("macro_f1_ci_high")
+    return f"{low:.3f}–{high:.3f}" if low is not None and high is not None and low == low else ""
+
+
+def champion_standing(name: str) -> Standing | None:
+    """The standing of the version holding the champion alias (its tags, else its run), or None."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -245,44 +272,62 @@ def champion_score(name: str) -> tuple[str | None, float | None]:
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return None, None
-    if not version.run_id:
-        return version.version, None
-    value = client.get_run(version.run_id).data.metrics.get(PRIMARY_METRIC)
-    return version.version, value
+        return None
+    tags = version.tags or {}
+    score = float(tags["macro_f1"]) if "macro_f1" in tags else None
+    fingerprint, interval = tags.get("fingerprint", ""), tags.get("macro_f1_interval", "")
+    if version.run_id and (score is None or not fingerprint):
+        run = client.get_run(version.run_id)
+        score = run.data.metrics.get(PRIMARY_METRIC) if score is None else score
+        fingerprint = fingerprint or run.data.tags.get("eval.fingerprint", "")
+    return Standing(version.version, score, interval, fingerprint)
 
 
-def promote_if_better(name: str, version: str, score: float) -> tuple[bool, str]:
-    """Give ``version`` the champion alias if it beats the current champion; say why either way."""
+def promote_if_better(name: str, version: str, metrics: dict, fingerprint: str) -> tuple[bool, str]:
+    """Give ``version`` the champion alias if it beats the champion on the same evaluation plan; say why."""
     import mlflow
 
     with store_lock(mlflow.get_tracking_uri()):  # compare-and-set: no other run moves the alias in between
-        return _promote_locked(name, version, score)
+        return _promote_locked(name, Standing(version, metrics["macro_f1"], _interval(metrics), fingerprint))
 
 
-def _promote_locked(name: str, version: str, score: float) -> tuple[bool, str]:
+def _promote_locked(name: str, new: Standing) -> tuple[bool, str]:
     from mlflow import MlflowClient
 
-    current, best = champion_score(name)
-    if current is not None and best is not None and score <= best:
-        return False, (f"champion stays on version {current}: its {PRIMARY_METRIC} {best:.4f} "
-                       f">= this run's {score:.4f}")
-    MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-    before = "no champion before" if current is None else f"previous champion version {current} had {best}"
-    return True, f"version {version} is now '{CHAMPION}' ({PRIMARY_METRIC} {score:.4f}; {before})"
+    current = champion_standing(name)
+    if current is not None and current.macro_f1 is not None:
+        if current.fingerprint != new.fingerprint:
+            return False, (f"champion stays on version {current.version}: it was scored on plan "
+                           f"{current.fingerprint or '?'}, this run on plan {new.fingerprint} (other gold or "
+                           f"folds: the scores do not compare)")
+        if new.macro_f1 <= current.macro_f1:
+            return False, f"champion stays on {current.describe()}, not below this run's {new.describe()}"
+    MlflowClient().set_registered_model_alias(name, CHAMPION, new.version)
+    before = "no champion before" if current is None or current.macro_f1 is None else \
+        f"it beats the previous champion, {current.describe()}"
+    return True, f"{new.describe()} is now '{CHAMPION}': {before}"
 
 
-def describe(run_id: str, summary: str, config: Config, version: str | None, macro_f1: float) -> None:
-    """The run's description (its summary table) and, when registered, the version's tags and description."""
+def tag_version(config: Config, version: str, metrics: dict, fingerprint: str) -> None:
+    """Tag a registered version with what it is and how it scored (read back when the champion is compared)."""
+    from mlflow import MlflowClient
+
+    tags = {"config": config.name, "family": config.model.family, "macro_f1": f"{metrics['macro_f1']:.4f}",
+            "macro_f1_interval": _interval(metrics), "fingerprint": fingerprint}
+    for key, value in tags.items():
+        MlflowClient().set_model_version_tag(config.tracking.registered_model, version, key, value)
+
+
+def describe(run_id: str, summary: str, config: Config, version: str | None, metrics: dict, fingerprint: str,
+             champion: str = "") -> None:
+    """The run's description (its summary table) and, when registered, the version's description."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     client.set_tag(run_id, "mlflow.note.content", f"```\n{summary}\n```")
     if version is None or not config.tracking.registered_model:
         return
-    name = config.tracking.registered_model
-    tags = {"config": config.name, "family": config.model.family, "macro_f1": f"{macro_f1:.4f}"}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.update_model_version(name, version, description=(
-        f"config {config.name} ({config.model.family}), grouped-CV macro-F1 {macro_f1:.4f}; run {run_id}"))
+    standing = Standing(version, metrics["macro_f1"], _interval(metrics), fingerprint)
+    client.update_model_version(config.tracking.registered_model, version, description=(
+        f"config {config.name} ({config.model.family}); grouped-CV {standing.describe()}; run {run_id}."
+        + (f" Champion: {champion}." if champion else "")))

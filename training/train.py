@@ -26,9 +26,10 @@ import yaml
 from training import export, track
 from training.config import Config
 from training.errors import InputError
-from training.evaluate import classification_metrics, cross_validate, flat_metrics, plot_confusion
+from training.evaluate import Evaluation, evaluate, flat_metrics, plot_confusion, trainable_rows
 from training.families import new_model
 from training.label import Labelled, build, to_dataset
+from training.records import take
 from training.suspects import label_issues
 
 log = logging.getLogger("training")
@@ -39,11 +40,13 @@ class TrainResult:
     config: Config
     run_id: str
     model_dir: Path
-    metrics: dict  # "model", "rules_majority", "rules_label_model" → classification metrics
+    metrics: dict  # "model", "baseline", "rules_majority", "rules_label_model" → classification metrics
     seconds: float
     train_seconds: float
     champion: str = ""
     registered_version: str | None = None
+    fingerprint: str = ""
+    baseline_note: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -60,54 +63,43 @@ def set_seed(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _misclassified(labelled: Labelled, predictions, probabilities, fold_of) -> list[dict]:
-    rows = []
-    for k, (gold, row) in enumerate(zip(labelled.gold, labelled.gold_index)):
-        if predictions[k] != gold.label:
-            rows.append({"id": gold.id, "text": labelled.sentences[row].text, "gold": gold.label,
-                         "secondary": ",".join(gold.secondary), "predicted": predictions[k],
-                         "probability": round(float(probabilities[k].max()), 4), "fold": int(fold_of[k]),
-                         "rule_label": labelled.rule_labels[row]})
-    return rows
+def run_metrics(metrics: dict, labelled: Labelled, evaluation: Evaluation, train_seconds: float) -> dict[str, float]:
+    """The run's metrics (at most 40): the model in detail, the baseline and the rule combiners in brief."""
+    flat = flat_metrics(metrics["model"], "model")
+    if "baseline" in metrics:
+        flat["baseline.macro_f1"] = metrics["baseline"]["macro_f1"]
+    for key in ("rules_majority", "rules_label_model"):
+        flat.update(flat_metrics(metrics[key], key, detail=False))
+    return {**flat, "time.cv_seconds": evaluation.cv.seconds, "time.fit_seconds": train_seconds,
+            "data.sentences": len(labelled.sentences), "data.gold": len(labelled.gold),
+            "data.reviewed": len(labelled.reviewed)}
 
 
-def evaluate(config: Config, labelled: Labelled) -> tuple[dict, dict]:
-    """Grouped CV of the model and the rules' scores on the same gold sentences."""
-    labels = labelled.labels
-
-    def make_model():
-        set_seed(config.seed)
-        return new_model(config.model.family, config.model.params, labels, config.seed)
-
-    cv = cross_validate(labelled.records, labelled.train_labels, labelled.gold_index, labelled.gold_labels,
-                        labels, config.evaluation.folds, make_model, progress=log.info)
-    model_metrics = classification_metrics(labelled.gold_labels, list(cv.predictions), labels)
-    model_metrics["macro_f1_fold_mean"] = float(np.mean(cv.fold_macro_f1))
-    model_metrics["macro_f1_fold_std"] = float(np.std(cv.fold_macro_f1))
-    model_metrics["folds"] = len(cv.fold_macro_f1)  # as run: fewer than configured when gold is on few pages
-    metrics = {"model": model_metrics}
-    for name, value in labelled.combiner_metrics().items():
-        metrics[f"rules_{name}"] = value
-    details = {"cv": cv, "misclassified": _misclassified(labelled, cv.predictions, cv.probabilities, cv.fold_of)}
-    return metrics, details
-
-
-def _log_artifacts(config: Config, labelled: Labelled, metrics: dict, details: dict, workdir: Path) -> None:
+def _log_artifacts(config: Config, labelled: Labelled, evaluation: Evaluation, workdir: Path) -> None:
     from training.diagnostics import format_report
 
+    metrics = evaluation.metrics
     for key, title in (("model", f"{config.name} ({config.model.family})"),
                        ("rules_majority", "rules, majority vote"), ("rules_label_model", "rules, label model")):
         track.log_file(plot_confusion(metrics[key], workdir / f"confusion_{key}.png", title), "plots")
     track.log_table(labelled.report, "rule_report")
     (workdir / "rule_report.txt").write_text(format_report(labelled.report), encoding="utf-8")
     track.log_file(workdir / "rule_report.txt", "tables")
-    track.log_table(details["misclassified"] or [{"id": "", "text": "", "gold": "", "predicted": ""}],
+    track.log_table(evaluation.misclassified or [{"id": "", "text": "", "gold": "", "predicted": ""}],
                     "misclassified_gold")
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (workdir / "metrics.json").write_text(json.dumps({**metrics, "fingerprint": evaluation.fingerprint,
+                                                      "plan": evaluation.plan, "baseline": {
+                                                          **metrics.get("baseline", {}),
+                                                          "how": evaluation.baseline_note}}, indent=2),
+                                          encoding="utf-8")
     track.log_file(workdir / "metrics.json")
     (workdir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
                                          encoding="utf-8")
     track.log_file(workdir / "config.yaml")
+    label_model = labelled.combiners["label_model"].model
+    if label_model is not None:  # Snorkel's LabelModel, fitted on this run's rule votes
+        label_model.save(str(workdir / "label_model.pkl"))
+        track.log_file(workdir / "label_model.pkl", "label_model")
 
 
 @contextmanager
@@ -137,6 +129,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
     if rule_warnings:
         log.warning("%d rule warning(s) (low precision on gold or never firing): see the rule report "
                     "(python -m training.label, or the run's tables/rule_report)", len(rule_warnings))
+    trainable = trainable_rows(config, labelled)
     dest = config.resolve(config.output_dir) / config.name
     staging = export.stage(dest)
     version = None
@@ -148,25 +141,25 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             log.info("%d sentences, %d gold; cross-validating %s", len(labelled.sentences), len(labelled.gold),
                      config.model.family)
             with _explained_fit_errors(config):
-                metrics, details = evaluate(config, labelled)
+                def make_model():
+                    set_seed(config.seed)
+                    return new_model(config.model.family, config.model.params, labelled.labels, config.seed)
+
+                evaluation = evaluate(config, labelled, make_model, progress=log.info)
+                metrics = evaluation.metrics
                 _stop_if_terminated()
-                log.info("fitting the final model on all %d sentences", len(labelled.sentences))
+                log.info("fitting the final model on all %d sentences", int(trainable.sum()))
                 fit_started = time.perf_counter()
-                set_seed(config.seed)
-                model = new_model(config.model.family, config.model.params, labelled.labels, config.seed)
-                model.fit(labelled.records, labelled.train_labels)
+                model = make_model()
+                model.fit(take(labelled.records, np.flatnonzero(trainable)),
+                          [label for label, keep in zip(labelled.train_labels, trainable) if keep])
             train_seconds = time.perf_counter() - fit_started
-            flat = {**{k: v for key in metrics for k, v in flat_metrics(metrics[key], key, key == "model").items()},
-                    "time.cv_seconds": details["cv"].seconds, "time.fit_seconds": train_seconds,
-                    "data.sentences": len(labelled.sentences), "data.gold": len(labelled.gold),
-                    "data.reviewed": len(labelled.reviewed), "data.folds": metrics["model"]["folds"]}
-            track.log_metrics(flat)
-            for step, score in enumerate(details["cv"].fold_macro_f1):
-                track.log_metrics({"model.fold_macro_f1": score}, step=step)
-            _log_artifacts(config, labelled, metrics, details, Path(tmp))
+            track.set_tags({"eval.fingerprint": evaluation.fingerprint, "eval.plan": evaluation.plan})
+            track.log_metrics(run_metrics(metrics, labelled, evaluation, train_seconds))
+            _log_artifacts(config, labelled, evaluation, Path(tmp))
             if config.evaluation.find_label_issues:
-                log.info("searching for suspect training labels (%s, out of fold)", config.evaluation.label_issues_family)
-                suspects, _ = label_issues(config, labelled)
+                log.info("searching for suspect training labels (cleanlab, on the out-of-fold predictions)")
+                suspects = label_issues(labelled, evaluation.cv, trainable)
                 track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
                                 "suspect_labels")
                 track.log_metrics({"data.suspect_labels": len(suspects)})
@@ -180,17 +173,19 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             version = getattr(info, "registered_model_version", None)
             champion = ""
             if config.tracking.registered_model and version is not None:
+                track.tag_version(config, str(version), metrics["model"], evaluation.fingerprint)
                 if promote and config.tracking.promote_champion:
                     _, champion = track.promote_if_better(config.tracking.registered_model, str(version),
-                                                          metrics["model"]["macro_f1"])
+                                                          metrics["model"], evaluation.fingerprint)
                 else:
                     champion = "champion alias not considered (promotion turned off)"
             track.log_metrics({"time.total_seconds": time.perf_counter() - started})
             run_id = run.info.run_id
             result = TrainResult(config, run_id, dest, metrics, time.perf_counter() - started, train_seconds,
-                                 champion, str(version) if version is not None else None)
-            track.describe(run_id, summary(result), config, str(version) if version is not None else None,
-                           metrics["model"]["macro_f1"])
+                                 champion, str(version) if version is not None else None, evaluation.fingerprint,
+                                 evaluation.baseline_note)
+            track.describe(run_id, summary(result), config, result.registered_version, metrics["model"],
+                           evaluation.fingerprint, champion)
             _stop_if_terminated()
         export.commit(staging, dest)
     except BaseException as exc:
@@ -206,15 +201,24 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
 
 def summary(result: TrainResult) -> str:
     m = result.metrics
-    lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {m['model']['folds']}-fold CV "
-             f"on {sum(v['support'] for v in m['model']['per_class'].values())} gold sentences",
-             f"{'':20} {'model':>8} {'rules(maj)':>11} {'rules(LM)':>10}"]
-    lines.append(f"{'macro-F1':20} {m['model']['macro_f1']:8.3f} {m['rules_majority']['macro_f1']:11.3f} "
-                 f"{m['rules_label_model']['macro_f1']:10.3f}")
-    for label in m["model"]["per_class"]:
-        lines.append(f"{'F1 ' + label:20} {m['model']['per_class'][label]['f1']:8.3f} "
-                     f"{m['rules_majority']['per_class'][label]['f1']:11.3f} "
-                     f"{m['rules_label_model']['per_class'][label]['f1']:10.3f}")
+    columns = [("model", "model"), ("gold only", "baseline"), ("rules(maj)", "rules_majority"),
+               ("rules(LM)", "rules_label_model")]
+    columns = [(title, key) for title, key in columns if key in m]
+    model = m["model"]
+    lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {model['folds']}-fold CV "
+             f"on {sum(v['support'] for v in model['per_class'].values())} gold sentences, "
+             f"plan {result.fingerprint}",
+             f"{'':20}" + "".join(f" {title:>10}" for title, _ in columns),
+             f"{'macro-F1':20}" + "".join(f" {m[key]['macro_f1']:10.3f}" for _, key in columns)]
+    for label in model["per_class"]:
+        lines.append(f"{'F1 ' + label:20}" + "".join(f" {m[key]['per_class'][label]['f1']:10.3f}"
+                                                      for _, key in columns))
+    if np.isfinite(model.get("macro_f1_ci_low", np.nan)):
+        lines.append(f"model macro-F1 95% interval (pages resampled) {model['macro_f1_ci_low']:.3f}–"
+                     f"{model['macro_f1_ci_high']:.3f}; folds {model['macro_f1_fold_mean']:.3f} "
+                     f"± {model['macro_f1_fold_std']:.3f}")
+    if result.baseline_note:
+        lines.append(f"gold only: {result.baseline_note}")
     lines += [f"model:   {result.model_dir}", f"run id:  {result.run_id}",
               f"time:    {result.seconds:.1f} s (final fit {result.train_seconds:.1f} s)"]
     if result.champion:
