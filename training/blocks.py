@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from training.config import PROJECT_ROOT
 from training.corpus import Sentence
-from training.encoder import PACKAGED, embed
+from training.encoder import MODEL_BUNDLE, PACKAGED, copy_bundle, embed
 from training.records import as_records, page_layout, texts_of
 from training.rules import apply_rules, line_key, line_shape, load_rules, recurrence_table
 
@@ -47,39 +47,81 @@ def _with_neighbours(records, matrix: np.ndarray, window: int = 1) -> np.ndarray
     return np.hstack(parts)
 
 
-class SentenceEmbedding(BaseEstimator, TransformerMixin):
+class _Embedding(BaseEstimator, TransformerMixin):
+    """Shared by the embedding blocks: the encoder call, with its backend (see :mod:`training.encoder`).
+
+    With an ONNX backend the graph comes from ``bundle_``: None while training (the cached export),
+    the model folder's own copy once loaded (see :func:`save_encoder_files`, :func:`use_encoder_files`).
+    """
+
+    backend = "torch"  # what blocks pickled before backends existed read
+
+    def _vectors(self, records) -> np.ndarray:
+        return embed(texts_of(records), self.encoder, self.max_length, self.batch_size, backend=self.backend,
+                     bundle=getattr(self, "bundle_", None))
+
+
+class SentenceEmbedding(_Embedding):
     """The sentence's MiniLM embedding and those of the ``neighbours`` previous and next sentences."""
 
     def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-                 neighbours: int = 0) -> None:
+                 neighbours: int = 0, backend: str = "torch") -> None:
         self.encoder, self.max_length, self.batch_size, self.neighbours = encoder, max_length, batch_size, neighbours
+        self.backend = backend
 
     def fit(self, X, y=None) -> "SentenceEmbedding":
         return self
 
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
-        vectors = embed(texts_of(records), self.encoder, self.max_length, self.batch_size)
+        vectors = self._vectors(records)
         return _with_neighbours(records, vectors, self.neighbours) if self.neighbours else vectors
 
 
-class PageEmbedding(BaseEstimator, TransformerMixin):
+class PageEmbedding(_Embedding):
     """The mean embedding of the sentence's page (what the page is about), L2-normalised."""
 
-    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32) -> None:
-        self.encoder, self.max_length, self.batch_size = encoder, max_length, batch_size
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+                 backend: str = "torch") -> None:
+        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
 
     def fit(self, X, y=None) -> "PageEmbedding":
         return self
 
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
-        vectors = embed(texts_of(records), self.encoder, self.max_length, self.batch_size)
+        vectors = self._vectors(records)
         codes, _ = pd.factorize(records["article_id"])
         sums = np.zeros((codes.max() + 1 if len(codes) else 0, vectors.shape[1]), dtype=np.float64)
         np.add.at(sums, codes, vectors)
         means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
         return means[codes].astype(np.float32)
+
+
+def _onnx_blocks(estimator) -> list[_Embedding]:
+    """The embedding blocks with an ONNX backend anywhere inside a pipeline or feature union."""
+    found, stack = [], [estimator]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Embedding):
+            if node.backend != "torch":
+                found.append(node)
+        for _, child, *_ in getattr(node, "steps", []) + getattr(node, "transformer_list", []):
+            stack.append(child)
+    return found
+
+
+def save_encoder_files(estimator, folder: Path) -> None:
+    """Copy the ONNX graph (and tokenizer) its embedding blocks run into ``folder/encoder-onnx``: a
+    model folder then embeds with its own files, wherever it is moved."""
+    for block in _onnx_blocks(estimator):
+        copy_bundle(block.encoder, block.backend, Path(folder) / MODEL_BUNDLE, source=getattr(block, "bundle_", None))
+
+
+def use_encoder_files(estimator, folder: Path) -> None:
+    """Point the loaded embedding blocks with an ONNX backend at the model folder's own copy."""
+    for block in _onnx_blocks(estimator):
+        block.bundle_ = Path(folder) / MODEL_BUNDLE
 
 
 class WordNgrams(BaseEstimator, TransformerMixin):

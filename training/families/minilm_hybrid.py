@@ -14,12 +14,13 @@ from typing import Literal, Optional
 
 import joblib
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from training.blocks import LineShape, PageEmbedding, PagePosition, Recurrence, RuleVotes, SentenceEmbedding, WordNgrams
-from training.encoder import PACKAGED
+from training.blocks import (LineShape, PageEmbedding, PagePosition, Recurrence, RuleVotes, SentenceEmbedding, WordNgrams,
+                             save_encoder_files, use_encoder_files)
+from training.encoder import PACKAGED, backend_param
 from training.families import full_proba
 from training.records import as_records
 
@@ -30,6 +31,7 @@ class Params(BaseModel):
     encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
     max_length: int = Field(128, ge=8, le=512)
     batch_size: int = Field(32, ge=1)
+    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised), see training.encoder
     rules: str = "configs/rules/default.yaml"  # rule file whose votes become features ("" = none)
     ngram_max: int = Field(2, ge=0, le=4)  # TF-IDF word n-grams 1..ngram_max (0 = no TF-IDF)
     min_df: int = Field(2, ge=1)
@@ -44,13 +46,19 @@ class Params(BaseModel):
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(3000, ge=10)
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backend_param(value)
+
 
 def build_pipeline(params: Params, seed: int) -> Pipeline:
     """The unfitted pipeline: records → FeatureUnion of blocks → logistic regression."""
     blocks = [("embedding", SentenceEmbedding(params.encoder, params.max_length, params.batch_size,
-                                               neighbours=params.neighbour_embeddings))]
+                                               neighbours=params.neighbour_embeddings, backend=params.backend))]
     if params.page_embedding:
-        blocks.append(("page", PageEmbedding(params.encoder, params.max_length, params.batch_size)))
+        blocks.append(("page", PageEmbedding(params.encoder, params.max_length, params.batch_size,
+                                             backend=params.backend)))
     if params.ngram_max:
         blocks.append(("ngrams", WordNgrams(params.ngram_max, params.min_df)))
     if params.char_ngram_max:
@@ -92,6 +100,7 @@ class Model:
 
     def save(self, folder: Path) -> None:
         joblib.dump(self.pipeline, Path(folder) / self.FILE)
+        save_encoder_files(self.pipeline, folder)  # an ONNX backend's graph, so the folder is self-contained
         if self.rule_votes is not None:
             (Path(folder) / self.RULES_FILE).write_text(self.rule_votes.rules_text_, encoding="utf-8")
 
@@ -99,4 +108,5 @@ class Model:
     def load(cls, folder: Path, params: Params, labels: list[str], seed: int) -> "Model":
         model = cls(params, labels, seed)
         model.pipeline = joblib.load(Path(folder) / cls.FILE)
+        use_encoder_files(model.pipeline, folder)
         return model
