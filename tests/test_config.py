@@ -58,6 +58,7 @@ def test_overrides_after_config_files_are_not_taken_for_files(tmp_path, monkeypa
         raise InputError("stop here")
 
     monkeypatch.setattr(sweep, "expand", fake_expand)
-    assert main(["--config", "configs/default.yaml", "evaluation.folds=3", "name=x"]) == 2
+    uri = "tracking.tracking_uri=sqlite:////tmp/store/mlflow.db"  # an absolute sqlite path keeps its four slashes
+    assert main(["--config", "configs/default.yaml", "evaluation.folds=3", uri, "name=x"]) == 2
     assert [str(p) for p in seen["paths"]] == ["configs/default.yaml"]
-    assert seen["overrides"] == ["evaluation.folds=3", "name=x"]
+    assert seen["overrides"] == ["evaluation.folds=3", uri, "name=x"]

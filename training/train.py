@@ -228,14 +228,14 @@ def summary(result: TrainResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", nargs="+", type=Path, default=None,
+    parser.add_argument("--config", nargs="+", default=None,  # str, not Path: Path("k=sqlite:////x") drops slashes
                         help="config file(s) or sweep file(s) (default: configs/default.yaml)")
     parser.add_argument("--no-promote", action="store_true", help="never move the registry's champion alias")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = parser.parse_args(argv)
     if args.config:  # `--config a.yaml key=value`: nargs="+" also takes the overrides; give them back
-        args.overrides = [str(c) for c in args.config if "=" in str(c)] + args.overrides
-        args.config = [c for c in args.config if "=" not in str(c)] or None
+        args.overrides = [c for c in args.config if "=" in c] + args.overrides
+        args.config = [Path(c) for c in args.config if "=" not in c] or None
     quiet_third_parties()
     end_on_sigterm()
     import mlflow
