@@ -206,8 +206,9 @@ def fold_assignment(config: "Config", labelled: "Labelled") -> tuple[np.ndarray,
         plan = Plan(folds, freeze(gold_articles, labelled.gold_labels, folds, config.seed),
                     "computed from the gold (no evaluation.plan)")
     fold_of = plan.assign(articles)
+    source = str(config.evaluation.plan) if config.evaluation.plan is not None else plan.source  # as configured
     return fold_of, fingerprint([g.id for g in labelled.gold], labelled.gold_labels, fold_of[labelled.gold_index]), \
-        plan.source
+        source
 
 
 def trainable_rows(config: "Config", labelled: "Labelled") -> np.ndarray:

@@ -160,7 +160,8 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+    # 4 decimals: what a person compares (the UI shows every digit it is given); full precision is in metrics.json
+    clean = {k: round(float(v), 4) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
     mlflow.log_metrics(clean, step=step)
 
 
@@ -194,13 +195,14 @@ def log_datasets(dataset, config: Config) -> None:
 
     frame = dataset.to_pandas()
     frame["label"] = dataset.features["label"].int2str(frame["label"].tolist())
-    paths = {spec.name: str(config.resolve(spec.path)) for spec in config.sources}
+    paths = {spec.name: str(config.resolve(spec.path).resolve()) for spec in config.sources}
     for name, rows in frame.groupby("source", sort=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's notice about inferring the schema
             ds = mlflow.data.from_pandas(rows.reset_index(drop=True), source=paths.get(name, name),
                                          targets="label", name=f"{config.name}:{name}")
-        mlflow.log_input(ds, context="training")
+        trains = config.train_sources is None or name in config.train_sources
+        mlflow.log_input(ds, context="training" if trains else "evaluation")  # read for scoring only
 
 
 def pip_requirements() -> list[str]:
@@ -330,4 +332,4 @@ def describe(run_id: str, summary: str, config: Config, version: str | None, met
     standing = Standing(version, metrics["macro_f1"], _interval(metrics), fingerprint)
     client.update_model_version(config.tracking.registered_model, version, description=(
         f"config {config.name} ({config.model.family}); grouped-CV {standing.describe()}; run {run_id}."
-        + (f" Champion: {champion}." if champion else "")))
+        + (f" {champion[0].upper()}{champion[1:]}." if champion else "")))

@@ -207,10 +207,10 @@ def summary(result: TrainResult) -> str:
     lines = [f"config {result.config.name} ({result.config.model.family}) — grouped {model['folds']}-fold CV "
              f"on {sum(v['support'] for v in model['per_class'].values())} gold sentences, "
              f"plan {result.fingerprint}",
-             f"{'':20}" + "".join(f" {title:>10}" for title, _ in columns),
-             f"{'macro-F1':20}" + "".join(f" {m[key]['macro_f1']:10.3f}" for _, key in columns)]
+             f"{'':22}" + "".join(f" {title:>10}" for title, _ in columns),
+             f"{'macro-F1':22}" + "".join(f" {m[key]['macro_f1']:10.3f}" for _, key in columns)]
     for label in model["per_class"]:
-        lines.append(f"{'F1 ' + label:20}" + "".join(f" {m[key]['per_class'][label]['f1']:10.3f}"
+        lines.append(f"{'F1 ' + label:22}" + "".join(f" {m[key]['per_class'][label]['f1']:10.3f}"
                                                       for _, key in columns))
     if np.isfinite(model.get("macro_f1_ci_low", np.nan)):
         lines.append(f"model macro-F1 95% interval (pages resampled) {model['macro_f1_ci_low']:.3f}–"
