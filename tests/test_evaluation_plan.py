@@ -102,3 +102,19 @@ def test_the_review_queue_reads_the_out_of_fold_store_the_run_wrote(trained_defa
 def test_unknown_train_source_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="key 'train_sources': no source named 'wire'"):
         load_config(write_config(tmp_path, "bad", train_sources=["wire"]))
+
+
+def test_a_tie_at_the_shown_precision_keeps_the_holder(tmp_path):
+    from training import track
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    client.create_registered_model("tie")
+    versions = [client.create_model_version("tie", source=str(tmp_path)).version for _ in range(3)]
+    first = {"macro_f1": 0.85320, "macro_f1_ci_low": 0.84, "macro_f1_ci_high": 0.87}
+    assert track.promote_if_better("tie", versions[0], first, "plan")[0]
+    client.set_model_version_tag("tie", versions[0], "macro_f1", "0.8532")  # as tag_version writes it
+    client.set_model_version_tag("tie", versions[0], "fingerprint", "plan")
+    moved, why = track.promote_if_better("tie", versions[1], {**first, "macro_f1": 0.853204}, "plan")
+    assert not moved and "not below" in why
+    assert track.promote_if_better("tie", versions[2], {**first, "macro_f1": 0.8533}, "plan")[0]

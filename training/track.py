@@ -302,7 +302,7 @@ def _promote_locked(name: str, new: Standing) -> tuple[bool, str]:
             return False, (f"champion stays on version {current.version}: it was scored on plan "
                            f"{current.fingerprint or '?'}, this run on plan {new.fingerprint} (other gold or "
                            f"folds: the scores do not compare)")
-        if new.macro_f1 <= current.macro_f1:
+        if round(new.macro_f1, 4) <= round(current.macro_f1, 4):  # as tagged and shown: a tie keeps the holder
             return False, f"champion stays on {current.describe()}, not below this run's {new.describe()}"
     MlflowClient().set_registered_model_alias(name, CHAMPION, new.version)
     before = "no champion before" if current is None or current.macro_f1 is None else \
