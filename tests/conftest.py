@@ -12,6 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+SAMPLE_TEXTS = [  # one or two of each label, for the families' round trips
+    "Shoigu held a telephone conversation with Austin.",
+    "Your support makes a difference.",
+    "The brigade was redeployed to the northern border.",
+    "Sailors practised anti-submarine warfare during the exercise.",
+    "The weather was mild.",
+    "Lavrov met his Chinese counterpart in Beijing on Tuesday to discuss regional security.",
+]
 
 
 def write_config(folder: Path, name: str = "test", **sections) -> Path:

@@ -118,3 +118,21 @@ def test_a_tie_at_the_shown_precision_keeps_the_holder(tmp_path):
     moved, why = track.promote_if_better("tie", versions[1], {**first, "macro_f1": 0.853204}, "plan")
     assert not moved and "not below" in why
     assert track.promote_if_better("tie", versions[2], {**first, "macro_f1": 0.8533}, "plan")[0]
+
+
+def test_the_plan_command_freezes_every_gold_page_and_configs_use_it(tmp_path):
+    from training.evaluate import fold_assignment
+    from training.plan import load_plan, main
+
+    config = write_config(tmp_path, "planned")
+    out = tmp_path / "folds.json"
+    assert main(["--config", str(config), "--out", str(out), "evaluation.folds=3"]) == 0
+    plan = load_plan(out, 3)
+    labelled = build(load_config(config))
+    assert set(plan.frozen) == {s.article_id for s in labelled.sentences} and set(plan.frozen.values()) == {0, 1, 2}
+    planned = load_config(config, [f"evaluation.plan={out}"])
+    fold_of, fingerprint, source = fold_assignment(planned, labelled)
+    assert [fold_of[row] for row in range(len(labelled.sentences))] == \
+        [plan.frozen[s.article_id] for s in labelled.sentences]
+    assert source == str(out) and fingerprint == fold_assignment(load_config(config), labelled)[1]  # same method, seed
+    assert main(["--config", str(config)]) == 2  # no plan file named anywhere: one clear error

@@ -18,17 +18,10 @@ from training.errors import InputError
 from training.export import write
 from training.families import new_model
 
-from conftest import write_config
+from conftest import SAMPLE_TEXTS, write_config
 
 LABELS = ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
-TEXTS = [
-    "Shoigu held a telephone conversation with Austin.",
-    "Your support makes a difference.",
-    "The brigade was redeployed to the northern border.",
-    "Sailors practised anti-submarine warfare during the exercise.",
-    "The weather was mild.",
-    "Lavrov met his Chinese counterpart in Beijing on Tuesday to discuss regional security.",
-]
+TEXTS = SAMPLE_TEXTS
 TRAIN_LABELS = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"]
 
 

@@ -13,21 +13,14 @@ from training.families import new_model
 from training.predict import load
 from training.train import train_one
 
-from conftest import write_config
+from conftest import SAMPLE_TEXTS, write_config
 
 LABELS = ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
 TINY = {
     "minilm_head": {"max_length": 64},
     "minilm_finetune": {"epochs": 1, "max_length": 32, "batch_size": 16},
 }
-TEXTS = [
-    "Shoigu held a telephone conversation with Austin.",
-    "Your support makes a difference.",
-    "The brigade was redeployed to the northern border.",
-    "Sailors practised anti-submarine warfare during the exercise.",
-    "The weather was mild.",
-    "Lavrov met his Chinese counterpart in Beijing on Tuesday to discuss regional security.",
-]
+TEXTS = SAMPLE_TEXTS
 
 
 def _train(family: str, tmp_path_factory):
