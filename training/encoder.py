@@ -36,6 +36,7 @@ import logging
 import time
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.config import PROJECT_ROOT
 from training.errors import InputError
@@ -109,6 +110,22 @@ def backend_param(backend: str) -> str:
     return check_backend(backend)
 
 
+class EncoderParams(BaseModel):
+    """The encoder part of a MiniLM family's params (the families' ``Params`` extend it); torch-free."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
+    max_length: int = Field(128, ge=8, le=512)  # tokens per sentence (longer ones are truncated)
+    batch_size: int = Field(32, ge=1)  # sentences per encoder forward pass
+    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backend_param(value)
+
+
 def onnx_cache_root() -> Path:
     return Path(os.environ.get("TRAINING_ONNX_CACHE") or Path.home() / ".cache" / "training-onnx").expanduser()
 
@@ -146,6 +163,14 @@ def _quiet(*names: str):
             root.removeHandler(guard)
 
 
+def _mean_pooled(hidden, attention_mask):
+    """Mean of the token vectors under the attention mask, L2-normalised (torch tensors in and out)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+
+
 def _export_fp32(path: str, folder: Path) -> None:
     """The encoder as an fp32 ONNX graph (ids, mask, type ids -> normalised mean-pooled embedding)."""
     import warnings
@@ -160,11 +185,8 @@ def _export_fp32(path: str, folder: Path) -> None:
             self.encoder = encoder
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=1)
+            return _mean_pooled(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                             token_type_ids=token_type_ids).last_hidden_state, attention_mask)
 
     sample = tokenizer(["An example sentence to trace.", "Another, rather longer example sentence to trace."],
                        padding=True, return_tensors="pt")
@@ -281,10 +303,7 @@ def _torch_runner(path: str, max_length: int):
     def run(texts: list[str]) -> np.ndarray:
         with torch.inference_mode():
             encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            hidden = model(**encoded).last_hidden_state
-            mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=1).numpy()
+            return _mean_pooled(model(**encoded).last_hidden_state, encoded["attention_mask"]).numpy()
 
     return run, model.config.hidden_size
 

@@ -95,7 +95,7 @@ class SentenceClassifier:
         return self.classify_articles([text])[0]
 
 
-def _is_mlflow_uri(path: str) -> bool:
+def is_mlflow_uri(path: str) -> bool:
     return "://" in path or path.startswith(("models:", "runs:"))
 
 
@@ -113,7 +113,7 @@ def _folder_from_mlflow(uri: str) -> Path:
 @lru_cache(maxsize=8)
 def _load_cached(path: str, stamp: object = None) -> SentenceClassifier:
     """``stamp`` identifies the content (a folder's manifest time, an alias's version): a new one loads anew."""
-    folder = _folder_from_mlflow(path) if _is_mlflow_uri(path) else Path(path)
+    folder = _folder_from_mlflow(path) if is_mlflow_uri(path) else Path(path)
     if not (folder / MANIFEST).is_file():
         hint = "python -m training.train" if folder == DEFAULT_MODEL else "python -m training.train --config <config>"
         raise ModelNotFoundError(f"no trained model at {folder}; train one with `{hint}`")
@@ -121,7 +121,7 @@ def _load_cached(path: str, stamp: object = None) -> SentenceClassifier:
     return SentenceClassifier(model, manifest, path)
 
 
-def _resolve_alias(uri: str) -> str:
+def resolve_alias(uri: str) -> str:
     """``models:/name@alias`` → ``models:/name/<version>`` the alias points at now; other URIs unchanged."""
     if not uri.startswith("models:/") or "@" not in uri:
         return uri
@@ -137,8 +137,8 @@ def load(path: Union[str, Path, None] = None) -> SentenceClassifier:
     Loaded models are cached, but a long-running process still sees a retrained folder (its
     ``model.json`` changed) or a moved alias (``models:/name@champion`` now names another version).
     """
-    if path is not None and _is_mlflow_uri(str(path)):
-        return _load_cached(_resolve_alias(str(path)))
+    if path is not None and is_mlflow_uri(str(path)):
+        return _load_cached(resolve_alias(str(path)))
     folder = Path(path or DEFAULT_MODEL).resolve()
     try:
         stamp = (folder / MANIFEST).stat().st_mtime_ns

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from training.console import Terminated, end_on_sigterm, quiet_third_parties
 from training.errors import InputError
+from training.system import atomic_write
 
 FORMAT_VERSION = 1
 OUTPUT_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl"}
@@ -65,8 +66,9 @@ def _stat_key(path: Path) -> list:
 class Source:
     kind = ""
 
-    def __init__(self, path: Path, text_column: str, id_column: str | None) -> None:
+    def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int = 500) -> None:
         self.path, self.text_column, self.id_column = path, text_column, id_column
+        self.chunk_size = max(1, chunk_size)  # rows per batch read
         self.total: int | None = None
 
     def fingerprint(self) -> list:
@@ -86,10 +88,22 @@ class Source:
     def _missing_column(self, column: str, have: list[str]) -> InputError:
         return InputError(f"{self.path}: no column '{column}' (columns: {', '.join(map(str, have)) or 'none'})")
 
+    @property
+    def columns(self) -> list[str]:
+        return [self.text_column] + ([self.id_column] if self.id_column else [])
+
     def _check_columns(self, have: list[str]) -> None:
-        for column in [self.text_column] + ([self.id_column] if self.id_column else []):
+        for column in self.columns:
             if column not in have:
                 raise self._missing_column(column, have)
+
+    def _rows(self, batches: Iterator[tuple[list, list | None]]) -> Iterator[Page]:
+        """Pages from (texts, ids or None) column batches, numbered across batches."""
+        row = 0
+        for texts, ids in batches:
+            for value, article in zip(texts, ids if ids is not None else [None] * len(texts)):
+                yield Page(self._article_id(article, row), value, f"row {row + 1}")
+                row += 1
 
 
 class FolderSource(Source):
@@ -170,10 +184,9 @@ class CsvSource(Source):
     kind = "csv"
 
     def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column)
+        super().__init__(path, text_column, id_column, chunk_size)
         import pandas as pd
 
-        self.chunk_size = chunk_size
         try:
             header = pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8")
         except UnicodeDecodeError:
@@ -185,18 +198,14 @@ class CsvSource(Source):
     def pages(self) -> Iterator[Page]:
         import pandas as pd
 
-        columns = [self.text_column] + ([self.id_column] if self.id_column else [])
-        row = 0
         reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, encoding="utf-8",
-                             usecols=columns, chunksize=max(1, self.chunk_size))
+                             usecols=self.columns, chunksize=self.chunk_size)
+        batches = ((frame[self.text_column].tolist(), frame[self.id_column].tolist() if self.id_column else None)
+                   for frame in reader)
         try:
-            for frame in reader:
-                ids = frame[self.id_column].tolist() if self.id_column else [None] * len(frame)
-                for value, article in zip(frame[self.text_column].tolist(), ids):
-                    yield Page(self._article_id(article, row), value, f"row {row + 1}")
-                    row += 1
+            yield from self._rows(batches)
         except UnicodeDecodeError:
-            raise InputError(f"{self.path}: not UTF-8 text (after data row {row})") from None
+            raise InputError(f"{self.path}: not UTF-8 text") from None
 
 
 class ParquetSource(Source):
@@ -205,10 +214,9 @@ class ParquetSource(Source):
     kind = "parquet"
 
     def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column)
+        super().__init__(path, text_column, id_column, chunk_size)
         import pyarrow.parquet as pq
 
-        self.chunk_size = chunk_size
         self.files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
         try:
             metas = [pq.ParquetFile(file) for file in self.files]
@@ -224,15 +232,12 @@ class ParquetSource(Source):
     def pages(self) -> Iterator[Page]:
         import pyarrow.parquet as pq
 
-        columns = [self.text_column] + ([self.id_column] if self.id_column else [])
-        row = 0
-        for file in self.files:
-            for batch in pq.ParquetFile(file).iter_batches(batch_size=max(1, self.chunk_size), columns=columns):
-                texts = batch.column(self.text_column).to_pylist()
-                ids = batch.column(self.id_column).to_pylist() if self.id_column else [None] * len(texts)
-                for value, article in zip(texts, ids):
-                    yield Page(self._article_id(article, row), value, f"row {row + 1}")
-                    row += 1
+        batches = ((batch.column(self.text_column).to_pylist(),
+                    batch.column(self.id_column).to_pylist() if self.id_column else None)
+                   for file in self.files
+                   for batch in pq.ParquetFile(file).iter_batches(batch_size=self.chunk_size,
+                                                                  columns=self.columns))
+        yield from self._rows(batches)
 
 
 class DatasetSource(Source):
@@ -241,10 +246,9 @@ class DatasetSource(Source):
     kind = "hf_disk"
 
     def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column)
+        super().__init__(path, text_column, id_column, chunk_size)
         from datasets import Dataset, load_from_disk
 
-        self.chunk_size = chunk_size
         try:
             dataset = load_from_disk(str(path))
         except Exception as exc:
@@ -259,13 +263,9 @@ class DatasetSource(Source):
         return [self.kind] + [_stat_key(file) for file in sorted(self.path.rglob("*")) if file.is_file()]
 
     def pages(self) -> Iterator[Page]:
-        columns = [self.text_column] + ([self.id_column] if self.id_column else [])
-        row = 0
-        for batch in self.dataset.select_columns(columns).iter(batch_size=max(1, self.chunk_size)):
-            ids = batch[self.id_column] if self.id_column else [None] * len(batch[self.text_column])
-            for value, article in zip(batch[self.text_column], ids):
-                yield Page(self._article_id(article, row), value, f"row {row + 1}")
-                row += 1
+        batches = ((batch[self.text_column], batch[self.id_column] if self.id_column else None)
+                   for batch in self.dataset.select_columns(self.columns).iter(batch_size=self.chunk_size))
+        yield from self._rows(batches)
 
 
 _MISSING = object()
@@ -312,10 +312,10 @@ def problem_of(page: Page) -> str:
 
 def model_identity(spec: str, classifier) -> tuple[str, str]:
     """(model name, version): the registry's when known, else the manifest's config name and run id."""
-    from training.predict import _is_mlflow_uri, _resolve_alias
+    from training.predict import is_mlflow_uri, resolve_alias
 
-    if _is_mlflow_uri(spec):
-        resolved = _resolve_alias(spec)
+    if is_mlflow_uri(spec):
+        resolved = resolve_alias(spec)
         if resolved.startswith("models:/"):
             name, _, version = resolved[len("models:/"):].partition("/")
             return name, version
@@ -324,10 +324,9 @@ def model_identity(spec: str, classifier) -> tuple[str, str]:
     tracking = config.get("tracking") or {}
     name = tracking.get("registered_model") or config.get("name") or Path(classifier.path).name
     run_id = manifest.get("mlflow_run_id")
-    from training.config import PROJECT_ROOT
+    from training.track import DEFAULT_TRACKING_URI
 
-    uri = tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") \
-        or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"  # where training.track logs without either
+    uri = tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     version = _registry_version(uri, name, run_id)
     return name, version or (f"run:{run_id}" if run_id else "")
 
@@ -348,12 +347,12 @@ def _registry_version(uri: str | None, name: str, run_id: str | None) -> str | N
 
 def model_fingerprint(spec: str, classifier) -> str:
     from training.export import MANIFEST
-    from training.predict import _is_mlflow_uri, _resolve_alias
+    from training.predict import is_mlflow_uri, resolve_alias
 
     folder = Path(classifier.path)
     manifest = (folder / MANIFEST).read_bytes() if (folder / MANIFEST).is_file() else \
         json.dumps(classifier.manifest, sort_keys=True, default=str).encode()
-    where = _resolve_alias(spec) if _is_mlflow_uri(spec) else str(Path(spec).resolve())
+    where = resolve_alias(spec) if is_mlflow_uri(spec) else str(Path(spec).resolve())
     return hashlib.sha256(where.encode() + b"\0" + manifest).hexdigest()
 
 
@@ -385,23 +384,19 @@ def sentence_rows(classifier, pages: list[Page], name: str, version: str) -> lis
 
 def write_part(rows: list[dict], path: Path, fmt: str, schema) -> None:
     """Write a chunk's rows to ``path`` through a temporary name (a part is there whole or not at all)."""
-    tmp = path.with_name(path.name + ".tmp")
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        tmp = path.with_name(path.name + ".tmp")
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+        os.replace(tmp, path)
     else:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+        atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, ensure_ascii=False, sort_keys=True))
 
 
 def assemble(parts: list[Path], out: Path, fmt: str, schema) -> None:
@@ -539,11 +534,7 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
                 bar.update(len(chunk))
         report = report_path(out)
         if bad:
-            tmp = report.with_name(f".{report.name}.tmp")
-            with open(tmp, "w", encoding="utf-8") as target:
-                for item in bad:
-                    target.write(json.dumps(item, ensure_ascii=False) + "\n")
-            os.replace(tmp, report)
+            atomic_write(report, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in bad))
         else:
             report.unlink(missing_ok=True)
         assemble(parts, out, fmt, schema)

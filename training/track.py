@@ -24,12 +24,12 @@ from training.errors import InputError
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 PRIMARY_METRIC = "model.macro_f1"
+DEFAULT_TRACKING_URI = f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"  # without a config key or $MLFLOW_TRACKING_URI
 
 
 def tracking_uri(config: Config) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the project root."""
-    uri = (config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-           or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
+    uri = config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if "://" not in uri and not uri.startswith("databricks"):
         where = "tracking.tracking_uri" if config.tracking.tracking_uri else "MLFLOW_TRACKING_URI"
         raise InputError(f"{where}: '{uri}' has no scheme; use http://host:port, sqlite:///path/mlflow.db "

@@ -12,29 +12,18 @@ from typing import Literal, Optional
 
 import joblib
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 
-from training.encoder import MODEL_BUNDLE, PACKAGED, backend_param, copy_bundle, embed
+from training.encoder import MODEL_BUNDLE, EncoderParams, copy_bundle, embed
 from training.families import full_proba
 from training.records import as_records, texts_of
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
-    max_length: int = Field(128, ge=8, le=512)  # tokens per sentence (longer ones are truncated)
-    batch_size: int = Field(32, ge=1)  # sentences per encoder forward pass
-    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised), see training.encoder
+class Params(EncoderParams):
     C: float = Field(4.0, gt=0)  # inverse regularisation strength
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(2000, ge=10)
-
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        return backend_param(value)
 
 
 class Model:

@@ -14,24 +14,18 @@ from typing import Literal, Optional
 
 import joblib
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from training.blocks import (LineShape, PageEmbedding, PagePosition, Recurrence, RuleVotes, SentenceEmbedding, WordNgrams,
                              save_encoder_files, use_encoder_files)
-from training.encoder import PACKAGED, backend_param
+from training.encoder import EncoderParams
 from training.families import full_proba
 from training.records import as_records
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
-    max_length: int = Field(128, ge=8, le=512)
-    batch_size: int = Field(32, ge=1)
-    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised), see training.encoder
+class Params(EncoderParams):
     rules: str = "configs/rules/default.yaml"  # rule file whose votes become features ("" = none)
     ngram_max: int = Field(2, ge=0, le=4)  # TF-IDF word n-grams 1..ngram_max (0 = no TF-IDF)
     min_df: int = Field(2, ge=1)
@@ -45,11 +39,6 @@ class Params(BaseModel):
     C: float = Field(2.0, gt=0)
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(3000, ge=10)
-
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        return backend_param(value)
 
 
 def build_pipeline(params: Params, seed: int) -> Pipeline:
