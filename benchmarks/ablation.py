@@ -22,10 +22,12 @@ from training.label import build  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.families import new_model  # noqa: E402
 
-CONTEXT_BLOCKS = ["neighbour_embeddings", "neighbour_votes", "page_embedding", "position", "shape", "recurrence"]
+CONTEXT_BLOCKS = ["neighbour_embeddings", "neighbour_votes", "page_embedding", "whole_sentence", "coherence", "position",
+                  "shape", "recurrence"]
 OFF = {block: 0 if block.startswith("neighbour") else "false" for block in CONTEXT_BLOCKS}
 OTHER_BLOCKS = [("- char n-grams", ["model.params.char_ngram_max=0"]), ("- word n-grams", ["model.params.ngram_max=0"]),
-                ("- rule votes", ["model.params.rules=''", "model.params.neighbour_votes=0"])]
+                ("- rule votes", ["model.params.rules=''", "model.params.neighbour_votes=0"]),
+                ("- perceptron bag", ["model.params.mlp_weight=0"])]
 DEFAULT_VARIANTS = (
     [("all blocks", [])]
     + [(f"- {block}", [f"model.params.{block}={OFF[block]}"]) for block in CONTEXT_BLOCKS]

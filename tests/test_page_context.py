@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.blocks import PagePosition, Recurrence, RuleVotes
+from training.blocks import (PageCoherence, PagePosition, Recurrence, RuleVotes, WholeSentenceEmbedding,
+                             whole_sentences)
 from training.config import load_config
 from training.corpus import segment_article
 from training.families import family_module, new_model
@@ -93,21 +94,63 @@ def test_position_block_sees_the_page_not_the_row_order():
 
 
 def test_context_blocks_are_switched_by_config_keys():
+    from sklearn.ensemble import VotingClassifier
+
     module = family_module("minilm_hybrid")
-    full = module.build_pipeline(module.Params(), 0).named_steps["features"].transformer_list
-    bare = module.build_pipeline(module.Params(neighbour_embeddings=0, neighbour_votes=0, page_embedding=False,
+    blended = module.build_pipeline(module.Params(), 0)
+    assert isinstance(blended, VotingClassifier) and [name for name, _ in blended.estimators] == ["linear", "mlp"]
+    assert blended.weights == [0.5, 0.5]
+    mlp_blocks = [name for name, _ in blended.estimators[1][1].named_steps["features"].transformer_list]
+    assert "ngrams" not in mlp_blocks and "chars" not in mlp_blocks  # the perceptrons read the dense blocks only
+    full = module.build_pipeline(module.Params(mlp_weight=0), 0).named_steps["features"].transformer_list
+    bare = module.build_pipeline(module.Params(mlp_weight=0, neighbour_embeddings=0, neighbour_votes=0,
+                                               page_embedding=False, whole_sentence=False, coherence=False,
                                                position=False, shape=False, recurrence=False, char_ngram_max=0),
                                  0).named_steps["features"].transformer_list
-    assert [name for name, _ in full] == ["embedding", "page", "ngrams", "chars", "votes", "position", "shape",
-                                          "recurrence"]
-    assert [name for name, _ in bare] == ["embedding", "ngrams", "votes"]
+    assert [name for name, _ in full] == ["embedding", "page", "whole_sentence", "coherence", "votes", "position",
+                                          "shape", "recurrence", "ngrams", "chars"]
+    assert mlp_blocks == [name for name, _ in full][:-2]
+    assert [name for name, _ in bare] == ["embedding", "votes", "ngrams"]
     assert dict(full)["embedding"].neighbours == 1 and dict(bare)["embedding"].neighbours == 0
     records = pd.DataFrame({"text": ["a b", "c d", "e f"], "article_id": ["p"] * 3, "index": [0, 1, 2]})
-    wide = dict(full)["embedding"].set_params(neighbours=2).transform(records)
+    wide = dict(full)["embedding"].set_params(neighbours=2, pooling="concat").transform(records)
     own = wide[:, :384]
     assert wide.shape == (3, 384 * 5)  # own, 2 previous, 2 next
     assert np.array_equal(wide[2, 384:768], own[1]) and np.array_equal(wide[2, 768:1152], own[0])
     assert not wide[0, 384:1152].any()  # nothing before the first sentence
+    pooled = dict(full)["embedding"].set_params(neighbours=1, pooling="mean").transform(records)
+    assert pooled.shape == (3, 384 * 2)
+    assert np.allclose(pooled[1, 384:], (own[0] + own[2]) / 2) and np.allclose(pooled[0, 384:], own[1] / 2)
+
+
+def test_wrapped_lines_read_their_whole_sentence():
+    page = ["U.S. Defense Secretary Lloyd Austin spoke with his", "counterpart in Moscow on", "the risks of the war.",
+            "Share this", "subscribe now", "A new sentence."]
+    records = pd.DataFrame({"text": page, "article_id": ["p"] * 6, "index": range(6)})
+    whole = whole_sentences(records)
+    joined = "U.S. Defense Secretary Lloyd Austin spoke with his counterpart in Moscow on the risks of the war."
+    assert whole[:3] == [joined] * 3
+    assert whole[3:5] == ["Share this subscribe now"] * 2  # no sentence end and the next line goes on in lower case
+    assert whole[5] == "A new sentence."
+    shuffled = records.iloc[[4, 0, 5, 2, 1, 3]]  # row order must not matter: the page order does
+    assert whole_sentences(shuffled) == [whole[r] for r in [4, 0, 5, 2, 1, 3]]
+    block = WholeSentenceEmbedding(max_length=32)
+    vectors = block.fit_transform(records)
+    assert np.array_equal(vectors[0], vectors[2]) and not np.array_equal(vectors[0], vectors[5])
+
+
+def test_coherence_marks_the_line_that_strays_from_the_story():
+    page = ["Russian and Chinese warships began joint naval drills in the Sea of Japan on Monday.",
+            "The exercise involves ten warships and thirty aircraft, the defence ministry said.",
+            "Sailors will practise anti-submarine warfare and air defence during the drills.",
+            "Get our best recipes for chocolate cake delivered to your inbox every week!",
+            "The naval drills will last five days, the ministry said in a statement."]
+    records = pd.DataFrame({"text": page, "article_id": ["p"] * 5, "index": range(5)})
+    features = PageCoherence(max_length=64).fit_transform(records)
+    assert features.shape == (5, 8)
+    assert features[:, 1].argmin() == 3  # least like the page's prose
+    alone = PageCoherence(max_length=64).fit_transform(records.iloc[[3]])
+    assert alone.shape == (1, 8) and np.isfinite(alone).all()
 
 
 def test_params_import_without_torch():

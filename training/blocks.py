@@ -35,16 +35,48 @@ def _neighbour_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _with_neighbours(records, matrix: np.ndarray, window: int = 1) -> np.ndarray:
-    """``matrix`` with the rows of the ``window`` previous and next sentences of the same page beside it."""
+def _with_neighbours(records, matrix: np.ndarray, window: int = 1, pooling: str = "concat") -> np.ndarray:
+    """``matrix`` with the rows of the ``window`` previous and next sentences of the same page beside it:
+    each one (``pooling="concat"``) or their mean, zeros counted at the page edges (``"mean"``)."""
     layout = page_layout(records)
-    parts = [matrix]
+    parts = []
     for step in (layout.previous, layout.next):
         rows = np.arange(len(records))
         for _ in range(window):
             rows = np.where(rows >= 0, step[np.maximum(rows, 0)], -1)
             parts.append(_neighbour_rows(matrix, rows))
-    return np.hstack(parts)
+    if pooling == "mean":
+        parts = [np.mean(parts, axis=0)]
+    return np.hstack([matrix, *parts])
+
+
+def _pages(records) -> list[np.ndarray]:
+    """The rows of each page, in page order."""
+    layout = page_layout(records)
+    articles = records["article_id"].to_numpy(dtype=object)[layout.order]
+    starts = np.flatnonzero(np.r_[True, articles[1:] != articles[:-1]]) if len(articles) else np.zeros(0, int)
+    return np.split(layout.order, starts[1:])
+
+
+def whole_sentences(records) -> list[str]:
+    """Each record's text, or for a line that a page wraps mid-sentence (no sentence end, and the next
+    line goes on in lower case) the whole sentence its lines make together: the guideline labels
+    every piece as the whole sentence, so the model should read it."""
+    texts = texts_of(records)
+    whole = list(texts)
+    for rows in _pages(records):
+        start = 0
+        while start < len(rows):
+            end = start
+            while (end + 1 < len(rows) and not line_shape(texts[rows[end]])[2]
+                   and texts[rows[end + 1]].strip()[:1].islower()):
+                end += 1
+            if end > start:
+                joined = " ".join(texts[r].strip() for r in rows[start:end + 1])
+                for r in rows[start:end + 1]:
+                    whole[r] = joined
+            start = end + 1
+    return whole
 
 
 class _Embedding(BaseEstimator, TransformerMixin):
@@ -64,10 +96,12 @@ class _Embedding(BaseEstimator, TransformerMixin):
 class SentenceEmbedding(_Embedding):
     """The sentence's MiniLM embedding and those of the ``neighbours`` previous and next sentences."""
 
+    pooling = "concat"  # what blocks pickled before pooling existed read
+
     def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-                 neighbours: int = 0, backend: str = "torch") -> None:
+                 neighbours: int = 0, backend: str = "torch", pooling: str = "concat") -> None:
         self.encoder, self.max_length, self.batch_size, self.neighbours = encoder, max_length, batch_size, neighbours
-        self.backend = backend
+        self.backend, self.pooling = backend, pooling
 
     def fit(self, X, y=None) -> "SentenceEmbedding":
         return self
@@ -75,7 +109,61 @@ class SentenceEmbedding(_Embedding):
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
         vectors = self._vectors(records)
-        return _with_neighbours(records, vectors, self.neighbours) if self.neighbours else vectors
+        return _with_neighbours(records, vectors, self.neighbours, self.pooling) if self.neighbours else vectors
+
+
+class WholeSentenceEmbedding(_Embedding):
+    """The embedding of the whole sentence a wrapped line belongs to (its own text when not wrapped)."""
+
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+                 backend: str = "torch") -> None:
+        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
+
+    def fit(self, X, y=None) -> "WholeSentenceEmbedding":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        return embed(whole_sentences(records), self.encoder, self.max_length, self.batch_size, backend=self.backend,
+                     bundle=getattr(self, "bundle_", None))
+
+
+class PageCoherence(_Embedding):
+    """How well the sentence fits its page's story: cosine similarity of its embedding to the page's
+    mean, to the mean of the page's prose lines (10+ words ending like a sentence), to the previous and
+    next sentence, its rank on the page, and the same averaged over 3 lines either side. Related-article
+    teasers, comments and other chrome read like prose but stray from the story."""
+
+    WINDOW = 3
+
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+                 backend: str = "torch") -> None:
+        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
+
+    def fit(self, X, y=None) -> "PageCoherence":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        vectors = self._vectors(records).astype(np.float64)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+        texts = texts_of(records)
+        out = np.zeros((len(records), 8))
+        for rows in _pages(records):
+            page = vectors[rows]
+            prose = np.array([words >= 10 and terminal for words, _, terminal in map(line_shape, (texts[r] for r in rows))])
+            to_page = page @ _unit(page.mean(axis=0))
+            to_prose = page @ _unit(page[prose].mean(axis=0)) if prose.sum() >= 2 else to_page
+            adjacent = (page[1:] * page[:-1]).sum(axis=1)
+            rank = (np.argsort(np.argsort(to_prose)) + 0.5) / len(rows)
+            window = np.array([to_prose[max(0, j - self.WINDOW):j + self.WINDOW + 1].mean() for j in range(len(rows))])
+            out[rows] = np.column_stack([to_page, to_prose, np.r_[0.0, adjacent], np.r_[adjacent, 0.0], rank, window,
+                                         to_prose - window, np.full(len(rows), to_prose.mean())])
+        return out
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-9)
 
 
 class PageEmbedding(_Embedding):
@@ -98,17 +186,25 @@ class PageEmbedding(_Embedding):
         return means[codes].astype(np.float32)
 
 
-def _onnx_blocks(estimator) -> list[_Embedding]:
-    """The embedding blocks with an ONNX backend anywhere inside a pipeline or feature union."""
+def find_blocks(estimator, kind: type) -> list:
+    """The blocks of type ``kind`` anywhere inside pipelines, feature unions and (fitted) ensembles, in order."""
     found, stack = [], [estimator]
     while stack:
-        node = stack.pop()
-        if isinstance(node, _Embedding):
-            if node.backend != "torch":
-                found.append(node)
-        for _, child, *_ in getattr(node, "steps", []) + getattr(node, "transformer_list", []):
-            stack.append(child)
+        node = stack.pop(0)
+        if isinstance(node, kind):
+            found.append(node)
+        children = [child for _, child, *_ in getattr(node, "steps", []) + getattr(node, "transformer_list", [])]
+        if hasattr(node, "estimators_"):  # a fitted ensemble: its members (`estimators` holds unfitted templates)
+            children += [child for child in node.estimators_ if hasattr(child, "fit")]
+        elif hasattr(node, "estimators"):
+            children += [child for _, child in node.estimators]
+        stack.extend(children)
     return found
+
+
+def _onnx_blocks(estimator) -> list[_Embedding]:
+    """The embedding blocks with an ONNX backend anywhere inside the model."""
+    return [block for block in find_blocks(estimator, _Embedding) if block.backend != "torch"]
 
 
 def save_encoder_files(estimator, folder: Path) -> None:

@@ -1,10 +1,16 @@
-"""The page-aware hybrid: feature blocks composed into one scikit-learn pipeline with a linear head.
+"""The page-aware hybrid: feature blocks composed into scikit-learn pipelines with a blended head.
 
 Blocks (see :mod:`training.blocks`): MiniLM sentence embeddings, TF-IDF word and character
 n-grams and the labelling rules' votes, plus page context that the config switches on or off
 block by block: the neighbours' embeddings and votes, the page's mean embedding (what the page is
-about), the position on the page, the line's shape and how many training pages repeat the line. The whole fitted pipeline (with the rules it votes with and the
-recurrence it learned) is saved with the model, so later rule edits never change an exported model.
+about), the whole sentence of a wrapped line, how well the sentence fits the page's story
+(coherence), the position on the page, the line's shape and how many training pages repeat the line.
+
+The head is a linear model over every block; with ``mlp_weight`` > 0 its probabilities are
+averaged (scikit-learn's soft ``VotingClassifier``) with those of a small bag of multi-layer
+perceptrons over the dense blocks, which can combine context (a short line *and* off the story)
+where the linear head can only add it up. The whole fitted model (with the rules it votes with and
+the recurrence it learned) is saved, so later rule edits never change an exported model.
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ from typing import Literal, Optional
 import joblib
 import numpy as np
 from pydantic import Field
+from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
 
-from training.blocks import (LineShape, PageEmbedding, PagePosition, Recurrence, RuleVotes, SentenceEmbedding, WordNgrams,
-                             save_encoder_files, use_encoder_files)
+from training.blocks import (LineShape, PageCoherence, PageEmbedding, PagePosition, Recurrence, RuleVotes,
+                             SentenceEmbedding, WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
+                             use_encoder_files)
 from training.encoder import EncoderParams
 from training.families import full_proba
+from training.heads import PerceptronBag
 from training.records import as_records
 
 
@@ -31,27 +41,35 @@ class Params(EncoderParams):
     min_df: int = Field(2, ge=1)
     char_ngram_max: int = Field(4, ge=0, le=6)  # TF-IDF character n-grams 2..char_ngram_max (0 = none)
     neighbour_embeddings: int = Field(1, ge=0, le=5)  # embeddings of this many previous/next sentences (0 = off)
+    neighbour_pooling: Literal["concat", "mean"] = "mean"  # neighbours' embeddings side by side, or their mean
     neighbour_votes: int = Field(1, ge=0, le=5)  # rule votes of this many previous/next sentences (0 = off)
     page_embedding: bool = True  # the mean embedding of the whole page (what the page is about)
+    whole_sentence: bool = True  # a wrapped line also reads the embedding of its whole sentence
+    coherence: bool = True  # cosine similarity to the page's story and neighbours
     position: bool = True  # position from the start and from the end of the page
     shape: bool = True  # line length, terminal punctuation, capitalisation, digits
     recurrence: bool = True  # how many training pages carry the same line
     C: float = Field(2.0, gt=0)
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(3000, ge=10)
+    mlp_weight: float = Field(0.5, ge=0, lt=1)  # share of the MLP bag in the averaged probabilities (0 = linear only)
+    mlp_hidden: int = Field(256, ge=8)  # hidden units of each perceptron
+    mlp_alpha: float = Field(0.01, ge=0)  # L2 penalty of each perceptron
+    mlp_bag: int = Field(3, ge=1, le=10)  # perceptrons trained with different seeds, probabilities averaged
 
 
-def build_pipeline(params: Params, seed: int) -> Pipeline:
-    """The unfitted pipeline: records → FeatureUnion of blocks → logistic regression."""
-    blocks = [("embedding", SentenceEmbedding(params.encoder, params.max_length, params.batch_size,
-                                               neighbours=params.neighbour_embeddings, backend=params.backend))]
+def _dense_blocks(params: Params) -> list[tuple[str, object]]:
+    """The blocks with a fixed, dense width: what both heads read."""
+    encoder = dict(encoder=params.encoder, max_length=params.max_length, batch_size=params.batch_size,
+                   backend=params.backend)
+    blocks = [("embedding", SentenceEmbedding(**encoder, neighbours=params.neighbour_embeddings,
+                                              pooling=params.neighbour_pooling))]
     if params.page_embedding:
-        blocks.append(("page", PageEmbedding(params.encoder, params.max_length, params.batch_size,
-                                             backend=params.backend)))
-    if params.ngram_max:
-        blocks.append(("ngrams", WordNgrams(params.ngram_max, params.min_df)))
-    if params.char_ngram_max:
-        blocks.append(("chars", WordNgrams(params.char_ngram_max, params.min_df, analyzer="char_wb")))
+        blocks.append(("page", PageEmbedding(**encoder)))
+    if params.whole_sentence:
+        blocks.append(("whole_sentence", WholeSentenceEmbedding(**encoder)))
+    if params.coherence:
+        blocks.append(("coherence", PageCoherence(**encoder)))
     if params.rules:
         blocks.append(("votes", RuleVotes(params.rules, neighbours=params.neighbour_votes)))
     if params.position:
@@ -60,9 +78,34 @@ def build_pipeline(params: Params, seed: int) -> Pipeline:
         blocks.append(("shape", LineShape()))
     if params.recurrence:
         blocks.append(("recurrence", Recurrence()))
+    return blocks
+
+
+def _linear(params: Params, seed: int) -> Pipeline:
+    """Every block (dense and TF-IDF) → logistic regression."""
+    blocks = _dense_blocks(params)
+    if params.ngram_max:
+        blocks.append(("ngrams", WordNgrams(params.ngram_max, params.min_df)))
+    if params.char_ngram_max:
+        blocks.append(("chars", WordNgrams(params.char_ngram_max, params.min_df, analyzer="char_wb")))
     head = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
                               random_state=seed)
     return Pipeline([("features", FeatureUnion(blocks)), ("head", head)])
+
+
+def _perceptrons(params: Params, seed: int) -> Pipeline:
+    """The dense blocks → standardised → a bag of MLPs that differ only in their seed."""
+    bag = PerceptronBag(params.mlp_hidden, params.mlp_alpha, params.mlp_bag, random_state=seed)
+    return Pipeline([("features", FeatureUnion(_dense_blocks(params))), ("scale", StandardScaler()), ("head", bag)])
+
+
+def build_pipeline(params: Params, seed: int):
+    """The unfitted model over records: the linear pipeline, or it blended with the MLP bag."""
+    linear = _linear(params, seed)
+    if not params.mlp_weight:
+        return linear
+    return VotingClassifier([("linear", linear), ("mlp", _perceptrons(params, seed))], voting="soft",
+                            weights=[1 - params.mlp_weight, params.mlp_weight])
 
 
 class Model:
@@ -85,7 +128,8 @@ class Model:
 
     @property
     def rule_votes(self) -> Optional[RuleVotes]:
-        return dict(self.pipeline.named_steps["features"].transformer_list).get("votes")
+        found = find_blocks(self.pipeline, RuleVotes)
+        return found[0] if found else None
 
     def save(self, folder: Path) -> None:
         joblib.dump(self.pipeline, Path(folder) / self.FILE)
