@@ -59,3 +59,16 @@ def test_optional_gold_for_an_absent_corpus_is_skipped(tmp_path, seeds, caplog):
     assert gold == [] and "not in the corpus" in caplog.text and "not used" in caplog.text
     with pytest.raises(InputError):
         load_gold(ROOT / "data/gold/corpus.jsonl", seeds, LABELS, optional=False)
+
+
+@pytest.mark.parametrize("sample, gold_file", [("corpus-2-sample.jsonl", "corpus-2.jsonl"),
+                                               ("corpus-relabel.jsonl", "corpus.jsonl")])
+def test_gold_carries_the_agreed_or_adjudicated_label_of_each_double_labelled_sentence(sample, gold_file):
+    """The agreement files are the record of how disagreements were settled; the gold must follow them."""
+    gold = {row["id"]: row for row in map(json.loads, (ROOT / "data/gold" / gold_file).read_text().splitlines())}
+    rows = [json.loads(line) for line in (ROOT / "data/gold/agreement" / sample).read_text().splitlines()]
+    assert rows and all(row["id"] in gold and row["sha"] == gold[row["id"]]["sha"] for row in rows)
+    for row in rows:
+        assert ("adjudicated" in row) == (row["first"] != row["second"]), row["id"]  # every disagreement settled
+        assert gold[row["id"]]["label"] == row.get("adjudicated", row["first"]), row["id"]
+        assert row.get("adjudicated", row["first"]) in LABELS and row.get("reason", "x"), row["id"]
