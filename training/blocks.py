@@ -80,17 +80,25 @@ def whole_sentences(records) -> list[str]:
 
 
 class _Embedding(BaseEstimator, TransformerMixin):
-    """Shared by the embedding blocks: the encoder call, with its backend (see :mod:`training.encoder`).
+    """Shared by the embedding blocks: their parameters, the encoder call and its backend (see :mod:`training.encoder`).
 
     With an ONNX backend the graph comes from ``bundle_``: None while training (the cached export),
     the model folder's own copy once loaded (see :func:`save_encoder_files`, :func:`use_encoder_files`).
+    Nothing is learned: ``fit`` returns the block as it is.
     """
 
     backend = "torch"  # what blocks pickled before backends existed read
 
-    def _vectors(self, records) -> np.ndarray:
-        return embed(texts_of(records), self.encoder, self.max_length, self.batch_size, backend=self.backend,
-                     bundle=getattr(self, "bundle_", None))
+    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+                 backend: str = "torch") -> None:
+        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
+
+    def fit(self, X, y=None) -> "_Embedding":
+        return self
+
+    def _vectors(self, records, texts: list[str] | None = None) -> np.ndarray:
+        return embed(texts_of(records) if texts is None else texts, self.encoder, self.max_length, self.batch_size,
+                     backend=self.backend, bundle=getattr(self, "bundle_", None))
 
 
 class SentenceEmbedding(_Embedding):
@@ -103,9 +111,6 @@ class SentenceEmbedding(_Embedding):
         self.encoder, self.max_length, self.batch_size, self.neighbours = encoder, max_length, batch_size, neighbours
         self.backend, self.pooling = backend, pooling
 
-    def fit(self, X, y=None) -> "SentenceEmbedding":
-        return self
-
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
         vectors = self._vectors(records)
@@ -115,17 +120,9 @@ class SentenceEmbedding(_Embedding):
 class WholeSentenceEmbedding(_Embedding):
     """The embedding of the whole sentence a wrapped line belongs to (its own text when not wrapped)."""
 
-    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-                 backend: str = "torch") -> None:
-        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
-
-    def fit(self, X, y=None) -> "WholeSentenceEmbedding":
-        return self
-
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
-        return embed(whole_sentences(records), self.encoder, self.max_length, self.batch_size, backend=self.backend,
-                     bundle=getattr(self, "bundle_", None))
+        return self._vectors(records, whole_sentences(records))
 
 
 class PageCoherence(_Embedding):
@@ -135,13 +132,6 @@ class PageCoherence(_Embedding):
     teasers, comments and other chrome read like prose but stray from the story."""
 
     WINDOW = 3
-
-    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-                 backend: str = "torch") -> None:
-        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
-
-    def fit(self, X, y=None) -> "PageCoherence":
-        return self
 
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
@@ -168,13 +158,6 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 class PageEmbedding(_Embedding):
     """The mean embedding of the sentence's page (what the page is about), L2-normalised."""
-
-    def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-                 backend: str = "torch") -> None:
-        self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
-
-    def fit(self, X, y=None) -> "PageEmbedding":
-        return self
 
     def transform(self, X) -> np.ndarray:
         records = as_records(X)
