@@ -94,13 +94,13 @@ def test_position_block_sees_the_page_not_the_row_order():
 
 
 def test_context_blocks_are_switched_by_config_keys():
-    from sklearn.ensemble import VotingClassifier
+    from training.heads import BlendedClassifier
 
     module = family_module("minilm_hybrid")
     blended = module.build_pipeline(module.Params(), 0)
-    assert isinstance(blended, VotingClassifier) and [name for name, _ in blended.estimators] == ["linear", "mlp"]
-    assert blended.weights == [0.5, 0.5]
-    mlp_blocks = [name for name, _ in blended.estimators[1][1].named_steps["features"].transformer_list]
+    assert isinstance(blended, BlendedClassifier) and blended.weight == 0.5
+    mlp_blocks = [name for name, _ in blended.dense.transformer_list]
+    assert [name for name, _ in blended.sparse.transformer_list] == ["ngrams", "chars"]
     assert "ngrams" not in mlp_blocks and "chars" not in mlp_blocks  # the perceptrons read the dense blocks only
     full = module.build_pipeline(module.Params(mlp_weight=0), 0).named_steps["features"].transformer_list
     bare = module.build_pipeline(module.Params(mlp_weight=0, neighbour_embeddings=0, neighbour_votes=0,

@@ -170,17 +170,16 @@ class PageEmbedding(_Embedding):
 
 
 def find_blocks(estimator, kind: type) -> list:
-    """The blocks of type ``kind`` anywhere inside pipelines, feature unions and (fitted) ensembles, in order."""
+    """The blocks of type ``kind`` anywhere inside pipelines, feature unions and fitted composites (their
+    ``name_`` estimator attributes, not the unfitted templates among their parameters), in order."""
     found, stack = [], [estimator]
     while stack:
         node = stack.pop(0)
         if isinstance(node, kind):
             found.append(node)
         children = [child for _, child, *_ in getattr(node, "steps", []) + getattr(node, "transformer_list", [])]
-        if hasattr(node, "estimators_"):  # a fitted ensemble: its members (`estimators` holds unfitted templates)
-            children += [child for child in node.estimators_ if hasattr(child, "fit")]
-        elif hasattr(node, "estimators"):
-            children += [child for _, child in node.estimators]
+        if isinstance(node, BaseEstimator) and not children:  # any other composite: its fitted parts
+            children = [value for name, value in vars(node).items() if name.endswith("_") and hasattr(value, "fit")]
         stack.extend(children)
     return found
 

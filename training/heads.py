@@ -9,7 +9,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import BaggingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
@@ -44,3 +45,39 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         return self.bag_.predict_proba(X)
+
+
+class BlendedClassifier(ClassifierMixin, BaseEstimator):
+    """Features computed once, two heads: ``linear`` reads the dense and the sparse blocks, ``perceptrons``
+    the dense ones only; their probabilities are averaged with ``weight`` on the perceptrons.
+
+    Like scikit-learn's soft ``VotingClassifier``, but the feature blocks (rule votes, coherence, the
+    encoder calls) run once per fit or predict instead of once per head.
+    """
+
+    def __init__(self, dense, sparse, linear, perceptrons, weight: float = 0.5) -> None:
+        self.dense, self.sparse, self.linear, self.perceptrons, self.weight = dense, sparse, linear, perceptrons, weight
+
+    def _features(self, X, fit: bool = False, y=None):
+        dense = self.dense_.fit_transform(X, y) if fit else self.dense_.transform(X)
+        if self.sparse_ is None:
+            return dense, dense
+        sparse = self.sparse_.fit_transform(X, y) if fit else self.sparse_.transform(X)
+        return dense, sp.hstack([sp.csr_matrix(dense), sparse]).tocsr()
+
+    def fit(self, X, y) -> "BlendedClassifier":
+        self.dense_ = clone(self.dense)
+        self.sparse_ = None if self.sparse is None else clone(self.sparse)
+        dense, everything = self._features(X, fit=True, y=y)
+        self.linear_ = clone(self.linear).fit(everything, y)
+        self.perceptrons_ = clone(self.perceptrons).fit(dense, y)
+        self.classes_ = self.linear_.classes_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        dense, everything = self._features(X)
+        return ((1 - self.weight) * self.linear_.predict_proba(everything)
+                + self.weight * self.perceptrons_.predict_proba(dense))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -7,7 +7,7 @@ about), the whole sentence of a wrapped line, how well the sentence fits the pag
 (coherence), the position on the page, the line's shape and how many training pages repeat the line.
 
 The head is a linear model over every block; with ``mlp_weight`` > 0 its probabilities are
-averaged (scikit-learn's soft ``VotingClassifier``) with those of a small bag of multi-layer
+averaged (like scikit-learn's soft ``VotingClassifier``, but the blocks run once) with those of a small bag of multi-layer
 perceptrons over the dense blocks, which can combine context (a short line *and* off the story)
 where the linear head can only add it up. The whole fitted model (with the rules it votes with and
 the recurrence it learned) is saved, so later rule edits never change an exported model.
@@ -21,7 +21,6 @@ from typing import Literal, Optional
 import joblib
 import numpy as np
 from pydantic import Field
-from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,7 +30,7 @@ from training.blocks import (LineShape, PageCoherence, PageEmbedding, PagePositi
                              use_encoder_files)
 from training.encoder import EncoderParams
 from training.families import full_proba
-from training.heads import PerceptronBag
+from training.heads import BlendedClassifier, PerceptronBag
 from training.records import as_records
 
 
@@ -81,31 +80,28 @@ def _dense_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
-def _linear(params: Params, seed: int) -> Pipeline:
-    """Every block (dense and TF-IDF) → logistic regression."""
-    blocks = _dense_blocks(params)
+def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
+    """The TF-IDF blocks (their width is learned): only the linear head reads them."""
+    blocks = []
     if params.ngram_max:
         blocks.append(("ngrams", WordNgrams(params.ngram_max, params.min_df)))
     if params.char_ngram_max:
         blocks.append(("chars", WordNgrams(params.char_ngram_max, params.min_df, analyzer="char_wb")))
-    head = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
-                              random_state=seed)
-    return Pipeline([("features", FeatureUnion(blocks)), ("head", head)])
-
-
-def _perceptrons(params: Params, seed: int) -> Pipeline:
-    """The dense blocks → standardised → a bag of MLPs that differ only in their seed."""
-    bag = PerceptronBag(params.mlp_hidden, params.mlp_alpha, params.mlp_bag, random_state=seed)
-    return Pipeline([("features", FeatureUnion(_dense_blocks(params))), ("scale", StandardScaler()), ("head", bag)])
+    return blocks
 
 
 def build_pipeline(params: Params, seed: int):
-    """The unfitted model over records: the linear pipeline, or it blended with the MLP bag."""
-    linear = _linear(params, seed)
+    """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` > 0,
+    that blended with a bag of perceptrons over the dense blocks (features computed once for both)."""
+    linear = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
+                                random_state=seed)
     if not params.mlp_weight:
-        return linear
-    return VotingClassifier([("linear", linear), ("mlp", _perceptrons(params, seed))], voting="soft",
-                            weights=[1 - params.mlp_weight, params.mlp_weight])
+        return Pipeline([("features", FeatureUnion(_dense_blocks(params) + _sparse_blocks(params))), ("head", linear)])
+    sparse = _sparse_blocks(params)
+    perceptrons = Pipeline([("scale", StandardScaler()),
+                            ("bag", PerceptronBag(params.mlp_hidden, params.mlp_alpha, params.mlp_bag, random_state=seed))])
+    return BlendedClassifier(FeatureUnion(_dense_blocks(params)), FeatureUnion(sparse) if sparse else None, linear,
+                             perceptrons, weight=params.mlp_weight)
 
 
 class Model:
