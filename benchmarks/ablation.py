@@ -27,6 +27,7 @@ CONTEXT_BLOCKS = ["neighbour_embeddings", "neighbour_votes", "page_embedding", "
 OFF = {block: 0 if block.startswith("neighbour") else "false" for block in CONTEXT_BLOCKS}
 OTHER_BLOCKS = [("- char n-grams", ["model.params.char_ngram_max=0"]), ("- word n-grams", ["model.params.ngram_max=0"]),
                 ("- rule votes", ["model.params.rules=''", "model.params.neighbour_votes=0"]),
+                ("- inner layers", ["model.params.inner_layers=false"]),
                 ("- perceptron bag", ["model.params.mlp_weight=0"])]
 DEFAULT_VARIANTS = (
     [("all blocks", [])]

@@ -70,6 +70,29 @@ def test_onnx_int8_close_to_torch(onnx_cache, seed_sentences, record_property):
     assert not np.allclose(int8, reference, atol=1e-4)  # it really is the quantised graph
 
 
+def test_inner_layers_pooled_in_the_graph_as_in_torch(onnx_cache, seed_sentences):
+    last = encoder.embed(seed_sentences, use_cache=False)
+    inner = encoder.embed(seed_sentences, use_cache=False, layers="inner")
+    onnx_inner = encoder.embed(seed_sentences, backend="onnx", use_cache=False, layers="inner")
+    assert inner.shape == last.shape and _cosines(inner, last).mean() < 0.9  # another view of the sentence
+    assert _cosines(inner, onnx_inner).min() >= 0.99
+    assert np.allclose(np.linalg.norm(onnx_inner, axis=1), 1, atol=1e-4)
+
+
+def test_a_graph_without_inner_layers_is_one_clear_error(onnx_cache, tmp_path):
+    import onnx
+
+    folder = encoder.copy_bundle(encoder.PACKAGED, "onnx", tmp_path / "old-bundle")
+    graph = onnx.load(str(folder / "model.onnx"))  # as exported before inner layers existed: one output
+    kept = [output for output in graph.graph.output if output.name == "sentence_embedding"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    onnx.save(graph, str(folder / "model.onnx"))
+    assert encoder.embed(TEXTS, backend="onnx", bundle=folder, use_cache=False).shape == (len(TEXTS), 384)
+    with pytest.raises(InputError, match="no 'inner_embedding' output"):
+        encoder.embed(TEXTS, backend="onnx", bundle=folder, use_cache=False, layers="inner")
+
+
 def test_batches_cache_and_backend_keys(onnx_cache):
     texts = sorted(TEXTS, key=len, reverse=True)[:2] + TEXTS
     batched = encoder.embed(texts, max_length=64, batch_size=3, backend="onnx", use_cache=False)

