@@ -28,7 +28,8 @@ OFF = {block: 0 if block.startswith("neighbour") else "false" for block in CONTE
 OTHER_BLOCKS = [("- char n-grams", ["model.params.char_ngram_max=0"]), ("- word n-grams", ["model.params.ngram_max=0"]),
                 ("- rule votes", ["model.params.rules=''", "model.params.neighbour_votes=0"]),
                 ("- inner layers", ["model.params.inner_layers=false"]),
-                ("- perceptron bag", ["model.params.mlp_weight=0"])]
+                ("- perceptron bag", ["model.params.mlp_weight=0"]),
+                ("- trees", ["model.params.tree_weight=0"])]
 DEFAULT_VARIANTS = (
     [("all blocks", [])]
     + [(f"- {block}", [f"model.params.{block}={OFF[block]}"]) for block in CONTEXT_BLOCKS]

@@ -98,18 +98,23 @@ def test_context_blocks_are_switched_by_config_keys():
 
     module = family_module("minilm_hybrid")
     blended = module.build_pipeline(module.Params(), 0)
-    assert isinstance(blended, BlendedClassifier) and blended.weight == 0.5
-    mlp_blocks = [name for name, _ in blended.dense.transformer_list]
-    assert [name for name, _ in blended.sparse.transformer_list] == ["ngrams", "chars"]
-    assert "ngrams" not in mlp_blocks and "chars" not in mlp_blocks  # the perceptrons read the dense blocks only
-    full = module.build_pipeline(module.Params(mlp_weight=0), 0).named_steps["features"].transformer_list
-    bare = module.build_pipeline(module.Params(mlp_weight=0, neighbour_embeddings=0, neighbour_votes=0,
+    assert isinstance(blended, BlendedClassifier) and blended.weights == [1.0, 1.0, 1.0]
+    reads = {name: list(blocks) for name, _, blocks in blended.heads}
+    assert [name for name, _ in blended.blocks][-3:] == ["ngrams", "chars", "embedding_summary"]
+    assert reads["linear"] == [name for name, _ in blended.blocks][:-1]  # every block but the trees' summary
+    assert reads["perceptron"] == reads["linear"][:-2]  # the dense blocks only, no n-grams
+    assert reads["tree"] == ["embedding_summary", "coherence", "votes", "position", "shape", "recurrence"]
+    only_trees = module.build_pipeline(module.Params(mlp_weight=0), 0)
+    assert [name for name, _, _ in only_trees.heads] == ["linear", "tree"] and only_trees.weights == [1.0, 1.0]
+    full = module.build_pipeline(module.Params(mlp_weight=0, tree_weight=0), 0).named_steps["features"].transformer_list
+    bare = module.build_pipeline(module.Params(mlp_weight=0, tree_weight=0, neighbour_embeddings=0, neighbour_votes=0,
                                                page_embedding=False, whole_sentence=False, coherence=False,
-                                               inner_layers=False, position=False, shape=False, recurrence=False, char_ngram_max=0),
+                                               inner_layers=False, position=False, shape=False, recurrence=False,
+                                               char_ngram_max=0),
                                  0).named_steps["features"].transformer_list
     assert [name for name, _ in full] == ["embedding", "inner_layers", "page", "whole_sentence", "coherence", "votes", "position",
                                           "shape", "recurrence", "ngrams", "chars"]
-    assert mlp_blocks == [name for name, _ in full][:-2]
+    assert reads["perceptron"] == [name for name, _ in full][:-2]
     assert [name for name, _ in bare] == ["embedding", "votes", "ngrams"]
     assert dict(full)["embedding"].neighbours == 1 and dict(bare)["embedding"].neighbours == 0
     records = pd.DataFrame({"text": ["a b", "c d", "e f"], "article_id": ["p"] * 3, "index": [0, 1, 2]})
@@ -205,3 +210,24 @@ def test_classify_articles_handles_crlf_and_pages_without_line_breaks(hybrid_cla
     assert alone != pages[0][1]["probabilities"]
     with pytest.raises(TypeError, match="single string"):
         clf.classify_articles(lf)
+
+
+def test_blended_heads_read_their_blocks_and_average_by_weight():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer
+
+    from training.blocks import PrincipalComponents
+    from training.heads import BlendedClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 6)), np.array(["a", "b", "c"] * 20)
+    first, second = FunctionTransformer(lambda m: m[:, :3]), FunctionTransformer(lambda m: m[:, 3:])
+    heads = [("one", LogisticRegression(C=0.1), ["first"]), ("both", LogisticRegression(C=10), ["first", "second"])]
+    blended = BlendedClassifier([("first", first), ("second", second)], heads, [1.0, 3.0]).fit(X, y)
+    alone = [LogisticRegression(C=0.1).fit(X[:, :3], y), LogisticRegression(C=10).fit(X, y)]
+    expected = 0.25 * alone[0].predict_proba(X[:, :3]) + 0.75 * alone[1].predict_proba(X)
+    assert np.allclose(blended.predict_proba(X), expected)
+    assert list(blended.predict(X)) == list(blended.classes_[expected.argmax(axis=1)])
+    with pytest.raises(ValueError, match="2 heads but 1 weights"):
+        BlendedClassifier([("first", first)], heads, [1.0]).fit(X, y)
+    assert PrincipalComponents(32).fit(X[:5]).transform(X).shape == (60, 5)  # capped by the rows it saw

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from training.config import PROJECT_ROOT
@@ -178,6 +179,15 @@ class PageEmbedding(_Embedding):
         return means[codes].astype(np.float32)
 
 
+def _parts(value) -> list:
+    """The estimators in a fitted attribute: itself, or those in a list of estimators or of (name, estimator, ...)."""
+    if hasattr(value, "fit"):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [part for item in value for part in (item if isinstance(item, tuple) else (item,)) if hasattr(part, "fit")]
+    return []
+
+
 def find_blocks(estimator, kind: type) -> list:
     """The blocks of type ``kind`` anywhere inside pipelines, feature unions and fitted composites (their
     ``name_`` estimator attributes, not the unfitted templates among their parameters), in order."""
@@ -188,7 +198,7 @@ def find_blocks(estimator, kind: type) -> list:
             found.append(node)
         children = [child for _, child, *_ in getattr(node, "steps", []) + getattr(node, "transformer_list", [])]
         if isinstance(node, BaseEstimator) and not children:  # any other composite: its fitted parts
-            children = [value for name, value in vars(node).items() if name.endswith("_") and hasattr(value, "fit")]
+            children = [part for name, value in vars(node).items() if name.endswith("_") for part in _parts(value)]
         stack.extend(children)
     return found
 
@@ -209,6 +219,21 @@ def use_encoder_files(estimator, folder: Path) -> None:
     """Point the loaded embedding blocks with an ONNX backend at the model folder's own copy."""
     for block in _onnx_blocks(estimator):
         block.bundle_ = Path(folder) / MODEL_BUNDLE
+
+
+class PrincipalComponents(BaseEstimator, TransformerMixin):
+    """scikit-learn's PCA with at most ``components`` components: fewer when the training rows or
+    columns are fewer (a tiny training set still fits)."""
+
+    def __init__(self, components: int = 32, random_state: int | None = None) -> None:
+        self.components, self.random_state = components, random_state
+
+    def fit(self, X, y=None) -> "PrincipalComponents":
+        self.pca_ = PCA(min(self.components, *np.shape(X)), random_state=self.random_state).fit(X)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        return self.pca_.transform(X)
 
 
 class WordNgrams(BaseEstimator, TransformerMixin):

@@ -1,12 +1,14 @@
 """Heads: the parts of a family that turn feature columns into class probabilities.
 
-Kept apart from the feature blocks (:mod:`training.blocks`) so a family composes blocks and a head,
+Kept apart from the feature blocks (:mod:`training.blocks`) so a family composes blocks and heads,
 with scikit-learn's conventions: ``__init__`` stores parameters, ``fit`` sets the learned state.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,6 +17,7 @@ from sklearn.ensemble import BaggingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
+log = logging.getLogger(__name__)
 MIN_ROWS_PER_CLASS_TO_STOP_EARLY = 20  # below this, a 10% validation split cannot hold every class
 
 
@@ -47,37 +50,51 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
         return self.bag_.predict_proba(X)
 
 
-class BlendedClassifier(ClassifierMixin, BaseEstimator):
-    """Features computed once, two heads: ``linear`` reads the dense and the sparse blocks, ``perceptrons``
-    the dense ones only; their probabilities are averaged with ``weight`` on the perceptrons.
+def _columns(outputs: dict, names: Sequence[str]):
+    """The named blocks' outputs side by side: sparse if any of them is, else dense."""
+    parts = [outputs[name] for name in names]
+    if any(sp.issparse(part) for part in parts):
+        return sp.hstack([sp.csr_matrix(part) for part in parts]).tocsr()
+    return np.hstack(parts)
 
-    Like scikit-learn's soft ``VotingClassifier``, but the feature blocks (rule votes, coherence, the
-    encoder calls) run once per fit or predict instead of once per head.
+
+class BlendedClassifier(ClassifierMixin, BaseEstimator):
+    """Feature blocks computed once, several heads: each head reads the blocks it names, and their
+    probabilities are averaged with the heads' weights.
+
+    ``blocks`` is a list of ``(name, transformer)``; ``heads`` a list of ``(name, classifier, block names)``;
+    ``weights`` one weight per head. Like scikit-learn's soft ``VotingClassifier``, but the feature
+    blocks (rule votes, coherence, the encoder calls) run once per fit or predict instead of once per head.
     """
 
-    def __init__(self, dense, sparse, linear, perceptrons, weight: float = 0.5) -> None:
-        self.dense, self.sparse, self.linear, self.perceptrons, self.weight = dense, sparse, linear, perceptrons, weight
+    def __init__(self, blocks, heads, weights) -> None:
+        self.blocks, self.heads, self.weights = blocks, heads, weights
 
-    def _features(self, X, fit: bool = False, y=None):
-        dense = self.dense_.fit_transform(X, y) if fit else self.dense_.transform(X)
-        if self.sparse_ is None:
-            return dense, dense
-        sparse = self.sparse_.fit_transform(X, y) if fit else self.sparse_.transform(X)
-        return dense, sp.hstack([sp.csr_matrix(dense), sparse]).tocsr()
+    def _outputs(self, X, fit: bool = False, y=None) -> dict:
+        if fit:
+            self.blocks_ = [(name, clone(block)) for name, block in self.blocks]
+            return {name: block.fit_transform(X, y) for name, block in self.blocks_}
+        return {name: block.transform(X) for name, block in self.blocks_}
 
     def fit(self, X, y) -> "BlendedClassifier":
-        self.dense_ = clone(self.dense)
-        self.sparse_ = None if self.sparse is None else clone(self.sparse)
-        dense, everything = self._features(X, fit=True, y=y)
-        self.linear_ = clone(self.linear).fit(everything, y)
-        self.perceptrons_ = clone(self.perceptrons).fit(dense, y)
-        self.classes_ = self.linear_.classes_
+        if len(self.weights) != len(self.heads):
+            raise ValueError(f"{len(self.heads)} heads but {len(self.weights)} weights")
+        outputs = self._outputs(X, fit=True, y=y)
+        self.heads_ = []
+        for name, head, reads in self.heads:
+            columns = _columns(outputs, reads)
+            log.info("fitting the %s head: %d rows x %d columns", name, *columns.shape)  # each takes seconds
+            self.heads_.append((name, clone(head).fit(columns, y), tuple(reads)))
+        self.classes_ = self.heads_[0][1].classes_
+        if any(list(head.classes_) != list(self.classes_) for _, head, _ in self.heads_):
+            raise ValueError("the heads learned different classes")
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        dense, everything = self._features(X)
-        return ((1 - self.weight) * self.linear_.predict_proba(everything)
-                + self.weight * self.perceptrons_.predict_proba(dense))
+        outputs = self._outputs(X)
+        weights = np.asarray(self.weights, dtype=float) / float(np.sum(self.weights))
+        return sum(weight * head.predict_proba(_columns(outputs, reads))
+                   for weight, (_, head, reads) in zip(weights, self.heads_))
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -6,11 +6,13 @@ block by block: the neighbours' embeddings and votes, the page's mean embedding 
 about), the whole sentence of a wrapped line, how well the sentence fits the page's story
 (coherence), the position on the page, the line's shape and how many training pages repeat the line.
 
-The head is a linear model over every block; with ``mlp_weight`` > 0 its probabilities are
-averaged (like scikit-learn's soft ``VotingClassifier``, but the blocks run once) with those of a small bag of multi-layer
-perceptrons over the dense blocks, which can combine context (a short line *and* off the story)
-where the linear head can only add it up. The whole fitted model (with the rules it votes with and
-the recurrence it learned) is saved, so later rule edits never change an exported model.
+The heads: a logistic regression over every block, and, each with a weight relative to its 1, a
+bag of multi-layer perceptrons over the dense blocks and gradient-boosted trees over the small
+context blocks plus a PCA summary of the embeddings. Their probabilities are averaged (like
+scikit-learn's soft ``VotingClassifier``, but the blocks run once). The perceptrons and the trees
+can combine context (a short line *and* off the story *and* near the page end) where the linear head
+can only add it up. The whole fitted model (with the rules it votes with and the recurrence it
+learned) is saved, so later rule edits never change an exported model.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from typing import Literal, Optional
 import joblib
 import numpy as np
 from pydantic import Field
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition, Recurrence, RuleVotes,
-                             SentenceEmbedding, WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
-                             use_encoder_files)
+from training.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition,
+                             PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding, WholeSentenceEmbedding,
+                             WordNgrams, find_blocks, save_encoder_files, use_encoder_files)
 from training.encoder import EncoderParams
 from training.families import full_proba
 from training.heads import BlendedClassifier, PerceptronBag
@@ -52,16 +55,22 @@ class Params(EncoderParams):
     C: float = Field(2.0, gt=0)
     class_weight: Optional[Literal["balanced"]] = "balanced"
     max_iter: int = Field(3000, ge=10)
-    mlp_weight: float = Field(0.5, ge=0, lt=1)  # share of the MLP bag in the averaged probabilities (0 = linear only)
+    mlp_weight: float = Field(1.0, ge=0)  # weight of the perceptron bag's probabilities, relative to the linear head's 1 (0 = off)
     mlp_hidden: int = Field(256, ge=8)  # hidden units of each perceptron
     mlp_alpha: float = Field(0.01, ge=0)  # L2 penalty of each perceptron
     mlp_bag: int = Field(3, ge=1, le=10)  # perceptrons trained with different seeds, probabilities averaged
+    tree_weight: float = Field(1.0, ge=0)  # weight of the gradient-boosted trees, relative to the linear head's 1 (0 = off)
+    tree_components: int = Field(32, ge=1)  # PCA components of the embeddings that the trees read
 
 
-def _dense_blocks(params: Params) -> list[tuple[str, object]]:
-    """The blocks with a fixed, dense width: what both heads read."""
-    encoder = dict(encoder=params.encoder, max_length=params.max_length, batch_size=params.batch_size,
-                   backend=params.backend)
+def _encoder(params: Params) -> dict:
+    return dict(encoder=params.encoder, max_length=params.max_length, batch_size=params.batch_size,
+                backend=params.backend)
+
+
+def _embedding_blocks(params: Params) -> list[tuple[str, object]]:
+    """The wide blocks: embedding vectors of the sentence, its neighbours, its page, its whole sentence."""
+    encoder = _encoder(params)
     blocks = [("embedding", SentenceEmbedding(**encoder, neighbours=params.neighbour_embeddings,
                                               pooling=params.neighbour_pooling))]
     if params.inner_layers:
@@ -70,8 +79,14 @@ def _dense_blocks(params: Params) -> list[tuple[str, object]]:
         blocks.append(("page", PageEmbedding(**encoder)))
     if params.whole_sentence:
         blocks.append(("whole_sentence", WholeSentenceEmbedding(**encoder)))
+    return blocks
+
+
+def _context_blocks(params: Params) -> list[tuple[str, object]]:
+    """The narrow blocks: a handful of columns each (coherence, votes, position, shape, recurrence)."""
+    blocks = []
     if params.coherence:
-        blocks.append(("coherence", PageCoherence(**encoder)))
+        blocks.append(("coherence", PageCoherence(**_encoder(params))))
     if params.rules:
         blocks.append(("votes", RuleVotes(params.rules, neighbours=params.neighbour_votes)))
     if params.position:
@@ -81,6 +96,11 @@ def _dense_blocks(params: Params) -> list[tuple[str, object]]:
     if params.recurrence:
         blocks.append(("recurrence", Recurrence()))
     return blocks
+
+
+def _dense_blocks(params: Params) -> list[tuple[str, object]]:
+    """The blocks with a fixed, dense width: what the perceptrons read."""
+    return _embedding_blocks(params) + _context_blocks(params)
 
 
 def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
@@ -93,18 +113,37 @@ def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
+def _summary_block(params: Params, seed: int) -> tuple[str, object]:
+    """The embeddings (sentence and neighbours, inner layers, page) reduced by PCA, for the trees: the
+    vectors come from the encoder's cache, so this costs a projection, not another encoder pass."""
+    vectors = [block for block in _embedding_blocks(params) if block[0] != "whole_sentence"]
+    return "embedding_summary", Pipeline([("vectors", FeatureUnion(vectors)),
+                                          ("pca", PrincipalComponents(params.tree_components, random_state=seed))])
+
+
 def build_pipeline(params: Params, seed: int):
-    """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` > 0,
-    that blended with a bag of perceptrons over the dense blocks (features computed once for both)."""
+    """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` or
+    ``tree_weight`` > 0, that blended with perceptrons and/or trees (blocks computed once for all heads)."""
     linear = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
                                 random_state=seed)
-    if not params.mlp_weight:
-        return Pipeline([("features", FeatureUnion(_dense_blocks(params) + _sparse_blocks(params))), ("head", linear)])
-    sparse = _sparse_blocks(params)
-    perceptrons = Pipeline([("scale", StandardScaler()),
-                            ("bag", PerceptronBag(params.mlp_hidden, params.mlp_alpha, params.mlp_bag, random_state=seed))])
-    return BlendedClassifier(FeatureUnion(_dense_blocks(params)), FeatureUnion(sparse) if sparse else None, linear,
-                             perceptrons, weight=params.mlp_weight)
+    dense, sparse = _dense_blocks(params), _sparse_blocks(params)
+    if not params.mlp_weight and not params.tree_weight:
+        return Pipeline([("features", FeatureUnion(dense + sparse)), ("head", linear)])
+    names = [name for name, _ in dense]
+    blocks, heads, weights = dense + sparse, [("linear", linear, names + [name for name, _ in sparse])], [1.0]
+    if params.mlp_weight:
+        perceptrons = Pipeline([("scale", StandardScaler()),
+                                ("bag", PerceptronBag(params.mlp_hidden, params.mlp_alpha, params.mlp_bag,
+                                                      random_state=seed))])
+        heads.append(("perceptron", perceptrons, names))
+        weights.append(params.mlp_weight)
+    if params.tree_weight:
+        summary = _summary_block(params, seed)
+        blocks.append(summary)
+        trees = HistGradientBoostingClassifier(class_weight=params.class_weight, random_state=seed)
+        heads.append(("tree", trees, [summary[0]] + [name for name, _ in _context_blocks(params)]))
+        weights.append(params.tree_weight)
+    return BlendedClassifier(blocks, heads, weights)
 
 
 class Model:
