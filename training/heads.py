@@ -19,6 +19,7 @@ from sklearn.neural_network import MLPClassifier
 
 log = logging.getLogger(__name__)
 MIN_ROWS_PER_CLASS_TO_STOP_EARLY = 20  # below this, a 10% validation split cannot hold every class
+PROGRESS_ROWS = 1000  # a head fitted on this many rows or more gets a progress line
 
 
 class PerceptronBag(ClassifierMixin, BaseEstimator):
@@ -83,7 +84,8 @@ class BlendedClassifier(ClassifierMixin, BaseEstimator):
         self.heads_ = []
         for name, head, reads in self.heads:
             columns = _columns(outputs, reads)
-            log.info("fitting the %s head: %d rows x %d columns", name, *columns.shape)  # each takes seconds
+            level = logging.INFO if columns.shape[0] >= PROGRESS_ROWS else logging.DEBUG  # a line where it takes seconds
+            log.log(level, "fitting the %s head: %d rows x %d columns", name, *columns.shape)
             self.heads_.append((name, clone(head).fit(columns, y), tuple(reads)))
         self.classes_ = self.heads_[0][1].classes_
         if any(list(head.classes_) != list(self.classes_) for _, head, _ in self.heads_):
