@@ -100,8 +100,8 @@ def test_context_blocks_are_switched_by_config_keys():
     blended = module.build_pipeline(module.Params(), 0)
     assert isinstance(blended, BlendedClassifier) and blended.weights == [1.0, 1.0, 1.0]
     reads = {name: list(blocks) for name, _, blocks in blended.heads}
-    assert [name for name, _ in blended.blocks][-3:] == ["ngrams", "chars", "embedding_summary"]
-    assert reads["linear"] == [name for name, _ in blended.blocks][:-1]  # every block but the trees' summary
+    assert [name for name, *_ in blended.blocks][-3:] == ["ngrams", "chars", "embedding_summary"]
+    assert reads["linear"] == [name for name, *_ in blended.blocks][:-1]  # every block but the trees' summary
     assert reads["perceptron"] == reads["linear"][:-2]  # the dense blocks only, no n-grams
     assert reads["tree"] == ["embedding_summary", "coherence", "votes", "position", "shape", "recurrence"]
     only_trees = module.build_pipeline(module.Params(mlp_weight=0), 0)

@@ -63,9 +63,11 @@ class BlendedClassifier(ClassifierMixin, BaseEstimator):
     """Feature blocks computed once, several heads: each head reads the blocks it names, and their
     probabilities are averaged with the heads' weights.
 
-    ``blocks`` is a list of ``(name, transformer)``; ``heads`` a list of ``(name, classifier, block names)``;
-    ``weights`` one weight per head. Like scikit-learn's soft ``VotingClassifier``, but the feature
-    blocks (rule votes, coherence, the encoder calls) run once per fit or predict instead of once per head.
+    ``blocks`` is a list of ``(name, transformer)``, which read the input, or ``(name, transformer, block
+    names)``, which read earlier blocks' outputs (a projection of the embeddings, say, without computing
+    them again); ``heads`` a list of ``(name, classifier, block names)``; ``weights`` one weight per head.
+    Like scikit-learn's soft ``VotingClassifier``, but the feature blocks (rule votes, coherence, the
+    encoder calls) run once per fit or predict instead of once per head.
     """
 
     def __init__(self, blocks, heads, weights) -> None:
@@ -73,9 +75,12 @@ class BlendedClassifier(ClassifierMixin, BaseEstimator):
 
     def _outputs(self, X, fit: bool = False, y=None) -> dict:
         if fit:
-            self.blocks_ = [(name, clone(block)) for name, block in self.blocks]
-            return {name: block.fit_transform(X, y) for name, block in self.blocks_}
-        return {name: block.transform(X) for name, block in self.blocks_}
+            self.blocks_ = [(name, clone(block), *reads) for name, block, *reads in self.blocks]
+        outputs: dict = {}
+        for name, block, *reads in self.blocks_:
+            source = _columns(outputs, reads[0]) if reads else X
+            outputs[name] = block.fit_transform(source, y) if fit else block.transform(source)
+        return outputs
 
     def fit(self, X, y) -> "BlendedClassifier":
         if len(self.weights) != len(self.heads):

@@ -98,11 +98,6 @@ def _context_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
-def _dense_blocks(params: Params) -> list[tuple[str, object]]:
-    """The blocks with a fixed, dense width: what the perceptrons read."""
-    return _embedding_blocks(params) + _context_blocks(params)
-
-
 def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
     """The TF-IDF blocks (their width is learned): only the linear head reads them."""
     blocks = []
@@ -113,20 +108,13 @@ def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
-def _summary_block(params: Params, seed: int) -> tuple[str, object]:
-    """The embeddings (sentence and neighbours, inner layers, page) reduced by PCA, for the trees: the
-    vectors come from the encoder's cache, so this costs a projection, not another encoder pass."""
-    vectors = [block for block in _embedding_blocks(params) if block[0] != "whole_sentence"]
-    return "embedding_summary", Pipeline([("vectors", FeatureUnion(vectors)),
-                                          ("pca", PrincipalComponents(params.tree_components, random_state=seed))])
-
-
 def build_pipeline(params: Params, seed: int):
     """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` or
     ``tree_weight`` > 0, that blended with perceptrons and/or trees (blocks computed once for all heads)."""
     linear = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
                                 random_state=seed)
-    dense, sparse = _dense_blocks(params), _sparse_blocks(params)
+    embeddings, context, sparse = _embedding_blocks(params), _context_blocks(params), _sparse_blocks(params)
+    dense = embeddings + context  # fixed, dense width: what the perceptrons read
     if not params.mlp_weight and not params.tree_weight:
         return Pipeline([("features", FeatureUnion(dense + sparse)), ("head", linear)])
     names = [name for name, _ in dense]
@@ -137,11 +125,12 @@ def build_pipeline(params: Params, seed: int):
                                                       random_state=seed))])
         heads.append(("perceptron", perceptrons, names))
         weights.append(params.mlp_weight)
-    if params.tree_weight:
-        summary = _summary_block(params, seed)
-        blocks.append(summary)
+    if params.tree_weight:  # the trees read a PCA of the embedding blocks' outputs (not computed again) + the context
+        summarised = [name for name, _ in embeddings if name != "whole_sentence"]
+        blocks.append(("embedding_summary", PrincipalComponents(params.tree_components, random_state=seed),
+                       summarised))
         trees = HistGradientBoostingClassifier(class_weight=params.class_weight, random_state=seed)
-        heads.append(("tree", trees, [summary[0]] + [name for name, _ in _context_blocks(params)]))
+        heads.append(("tree", trees, ["embedding_summary"] + [name for name, _ in context]))
         weights.append(params.tree_weight)
     return BlendedClassifier(blocks, heads, weights)
 
