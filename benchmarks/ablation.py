@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.config import load_config  # noqa: E402
-from training.label import build  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
-from training.families import new_model  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.labelling.stage import build  # noqa: E402
+from training.evaluation.cv import evaluate  # noqa: E402
+from training.models.families import new_model  # noqa: E402
 
 CONTEXT_BLOCKS = ["neighbour_embeddings", "neighbour_votes", "page_embedding", "whole_sentence", "coherence", "position",
                   "shape", "recurrence"]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def sentences(count: int) -> tuple[list[str], Path]:
-    from training.corpus import read_folder
+    from training.data.corpus import read_folder
 
     folder = ROOT.parent / "shared" / "corpus"
     folder = folder if folder.is_dir() else ROOT / "seeds"
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TRAINING_ONNX_THREADS"] = str(args.threads)
     import torch
 
-    from training.encoder import embed
+    from training.models.encoder import embed
 
     torch.set_num_threads(args.threads)
     texts, folder = sentences(args.sentences)

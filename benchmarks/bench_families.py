@@ -58,7 +58,7 @@ def _texts(sentences: list[str], n: int) -> list[str]:
 
 
 def _throughput(model, texts: list[str], batch_size: int) -> float:
-    from training import encoder
+    from training.models import encoder
 
     encoder.clear_cache()  # a no-op unless the family caches embeddings
     started = time.perf_counter()
@@ -72,10 +72,10 @@ def worker(name: str, n_sentences: int) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
-    from training.config import load_config
-    from training.families import new_model
-    from training.label import build
-    from training.train import set_seed
+    from training.core.config import load_config
+    from training.models.families import new_model
+    from training.labelling.stage import build
+    from training.cli.job import set_seed
 
     config = load_config(ROOT / "configs" / f"{name}.yaml")
     labelled = build(config)

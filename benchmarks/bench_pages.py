@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def pages(count: int, sentences: int) -> list[str]:
-    from training.corpus import segment_article
+    from training.data.corpus import segment_article
 
     for folder in (ROOT.parent / "shared" / "corpus-2", ROOT.parent / "shared" / "corpus", ROOT / "seeds"):
         if folder.is_dir():
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=20)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from training.predict import load
+    from training.serving.predict import load
 
     batch = pages(args.pages, args.sentences)
     started = time.perf_counter()

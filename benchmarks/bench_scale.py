@@ -46,7 +46,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "bench_scale.json"
 
 def corpus_sentences():
     """(distinct sentences of real pages, where they came from); the seeds when ../shared is absent."""
-    from training.corpus import read_folder
+    from training.data.corpus import read_folder
 
     folders = [f for f in (SHARED / "corpus-2", SHARED / "corpus") if f.is_dir()] or [ROOT / "seeds"]
     distinct = {}
@@ -58,13 +58,13 @@ def corpus_sentences():
 
 def export_model(name: str, train: list, dest: Path) -> Path:
     """Fit ``family[:backend]`` on ``train`` (rule labels) and export it to ``dest`` as training.train does."""
-    from training import export
-    from training.combine import combine
-    from training.config import load_config
-    from training.families import new_model
-    from training.records import as_records
-    from training.rules import apply_rules, load_rules
-    from training.train import set_seed
+    from training.tracking import export
+    from training.labelling.combine import combine
+    from training.core.config import load_config
+    from training.models.families import new_model
+    from training.data.records import as_records
+    from training.labelling.rules import apply_rules, load_rules
+    from training.cli.job import set_seed
 
     family, _, backend = name.partition(":")
     config = load_config(ROOT / "configs" / CONFIGS[family], [f"model.params.backend={backend}"] if backend else [])
@@ -98,8 +98,8 @@ def worker(folder: str, texts_file: str, spawned: float) -> dict:
     """In a fresh process: cold start, then predict_proba at batch 1, 32 and 256."""
     import numpy as np
 
-    from training import encoder
-    from training.predict import load
+    from training.models import encoder
+    from training.serving.predict import load
 
     clf = load(folder)
     clf.predict_proba(["Cold start: the first sentence this process classifies."])
@@ -118,7 +118,7 @@ def worker(folder: str, texts_file: str, spawned: float) -> dict:
 
 def peer_worker(which: str, texts_file: str) -> dict:
     """In a fresh process: sentence-transformers' encode or our torch embed, batch 32, after a warm-up."""
-    from training.encoder import PACKAGED, embed, encoder_path
+    from training.models.encoder import PACKAGED, embed, encoder_path
 
     texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
     if which == "sentence-transformers":
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"scoring {pages} with {folder} ...", file=sys.stderr, flush=True)
                 report["scorer"].append(score(folder, pages, tmp / f"scored-{len(report['scorer'])}.parquet"))
         if not args.skip_peer:
-            for which in ("sentence-transformers", "training.encoder.embed"):
+            for which in ("sentence-transformers", "training.models.encoder.embed"):
                 if which == "sentence-transformers" and importlib.util.find_spec("sentence_transformers") is None:
                     report["peer"][which] = {"error": "not installed (pip install -e '.[bench]')", "busy_before": None}
                     continue

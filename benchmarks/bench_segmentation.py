@@ -30,7 +30,7 @@ def pages() -> dict[str, list[tuple[str, str]]]:
 
 
 def segment_all(page_list, pysbd_only: bool):
-    from training import corpus
+    from training.data import corpus
 
     corpus.PYSBD_ONLY = pysbd_only
     try:

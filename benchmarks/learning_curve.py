@@ -20,12 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.config import PROJECT_ROOT, load_config  # noqa: E402
-from training.evaluate import classification_metrics, cross_validate, fold_assignment, trainable_rows  # noqa: E402
-from training.families import new_model  # noqa: E402
-from training.label import build  # noqa: E402
-from training.records import take  # noqa: E402
-from training.train import set_seed  # noqa: E402
+from training.core.config import PROJECT_ROOT, load_config  # noqa: E402
+from training.core.metrics import classification_metrics  # noqa: E402
+from training.evaluation.cv import cross_validate, fold_assignment, trainable_rows  # noqa: E402
+from training.models.families import new_model  # noqa: E402
+from training.labelling.stage import build  # noqa: E402
+from training.data.records import take  # noqa: E402
+from training.cli.job import set_seed  # noqa: E402
 
 
 class GoldPageShare:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.config import load_config  # noqa: E402
-from training.diagnostics import format_report, rule_report  # noqa: E402
-from training.evaluate import classification_metrics  # noqa: E402
-from training.label import build  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.labelling.diagnostics import format_report, rule_report  # noqa: E402
+from training.core.metrics import classification_metrics  # noqa: E402
+from training.labelling.stage import build  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

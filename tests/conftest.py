@@ -47,8 +47,8 @@ def write_config(folder: Path, name: str = "test", **sections) -> Path:
 @pytest.fixture(scope="session")
 def trained_default(tmp_path_factory):
     """Train the TF-IDF family once on the seeds; returns (TrainResult, folder)."""
-    from training.config import load_config
-    from training.train import train_one
+    from training.core.config import load_config
+    from training.cli.job import train_one
 
     folder = tmp_path_factory.mktemp("trained")
     result = train_one(load_config(write_config(folder, "tfidf")))

@@ -1,7 +1,7 @@
 import pytest
 
-from training.config import flatten, load_config
-from training.errors import InputError
+from training.core.config import flatten, load_config
+from training.core.errors import InputError
 
 from conftest import write_config
 
@@ -48,8 +48,8 @@ def test_flatten():
 
 
 def test_overrides_after_config_files_are_not_taken_for_files(tmp_path, monkeypatch):
-    import training.sweep as sweep
-    from training.train import main
+    import training.cli.train as train_cli
+    from training.cli.train import main
 
     seen = {}
 
@@ -57,7 +57,7 @@ def test_overrides_after_config_files_are_not_taken_for_files(tmp_path, monkeypa
         seen.update(paths=paths, overrides=overrides)
         raise InputError("stop here")
 
-    monkeypatch.setattr(sweep, "expand", fake_expand)
+    monkeypatch.setattr(train_cli, "expand", fake_expand)
     uri = "tracking.tracking_uri=sqlite:////tmp/store/mlflow.db"  # an absolute sqlite path keeps its four slashes
     assert main(["--config", "configs/default.yaml", "evaluation.folds=3", uri, "name=x"]) == 2
     assert [str(p) for p in seen["paths"]] == ["configs/default.yaml"]

@@ -4,9 +4,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.config import SourceConfig
-from training.corpus import load_sources, read_folder, segment_article
-from training.errors import InputError
+from training.core.config import SourceConfig
+from training.data.corpus import load_sources, read_folder, segment_article
+from training.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def test_missing_optional_source_is_skipped_with_notice(tmp_path, caplog):
 def test_one_megabyte_without_line_breaks_segments_in_seconds_with_exact_offsets():
     import time
 
-    from training.corpus import MAX_UNIT, safe_pieces
+    from training.data.corpus import MAX_UNIT, safe_pieces
 
     text = "Troops moved north on Monday and the talks went on " * 20_000  # ~1 MB, no line break, no stop
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def test_one_megabyte_without_line_breaks_segments_in_seconds_with_exact_offsets
 
 def test_every_line_of_the_gold_pages_is_one_segmenter_unit():
     """Long-line splitting never touches a gold page, so no gold sentence id or hash can move."""
-    from training.corpus import safe_pieces
+    from training.data.corpus import safe_pieces
 
     folders = [ROOT / "seeds", ROOT.parent / "shared" / "corpus", ROOT.parent / "shared" / "corpus-2"]
     lines = [line for folder in folders if folder.is_dir() for path in folder.glob("*.txt")

@@ -4,9 +4,10 @@ import pytest
 
 from sklearn.metrics import f1_score
 
-from training.errors import InputError
-from training.evaluate import classification_metrics, cross_validate, macro_f1_interval
-from training.plan import Plan, fingerprint, freeze, load_plan
+from training.core.errors import InputError
+from training.core.metrics import classification_metrics
+from training.evaluation.cv import cross_validate, macro_f1_interval
+from training.evaluation.plan import Plan, fingerprint, freeze, load_plan
 
 
 def test_plan_folds_never_share_a_page_and_unlisted_pages_get_a_stable_fold():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from training.config import load_config
-from training.errors import InputError
-from training.evaluate import out_of_fold, store_path
-from training.label import build
-from training.train import train_one
+from training.core.config import load_config
+from training.core.errors import InputError
+from training.evaluation.cv import out_of_fold, store_path
+from training.labelling.stage import build
+from training.cli.job import train_one
 
 from conftest import ROOT, write_config
 
@@ -105,7 +105,7 @@ def test_unknown_train_source_is_one_clear_error(tmp_path):
 
 
 def test_a_tie_at_the_shown_precision_keeps_the_holder(tmp_path):
-    from training import track
+    from training.tracking import track
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()
@@ -121,8 +121,8 @@ def test_a_tie_at_the_shown_precision_keeps_the_holder(tmp_path):
 
 
 def test_the_plan_command_freezes_every_gold_page_and_configs_use_it(tmp_path):
-    from training.evaluate import fold_assignment
-    from training.plan import load_plan, main
+    from training.evaluation.cv import fold_assignment
+    from training.evaluation.plan import load_plan, main
 
     config = write_config(tmp_path, "planned")
     out = tmp_path / "folds.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from training import export
-from training.predict import load
+from training.tracking import export
+from training.serving.predict import load
 
 from conftest import ROOT, write_config
 
@@ -118,7 +118,7 @@ def test_champion_compare_and_set_is_serialised(tmp_path, monkeypatch):
     """Two runs promoting at the same moment: the worse one must not take the alias."""
     import threading
 
-    from training import track
+    from training.tracking import track
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()
@@ -150,8 +150,8 @@ def test_champion_compare_and_set_is_serialised(tmp_path, monkeypatch):
 
 
 def test_load_notices_a_retrained_folder_and_a_moved_alias(tmp_path):
-    from training.config import load_config
-    from training.train import train_one
+    from training.core.config import load_config
+    from training.cli.job import train_one
 
     path = write_config(tmp_path, "cached")
     first = train_one(load_config(path))
@@ -168,8 +168,8 @@ def test_load_notices_a_retrained_folder_and_a_moved_alias(tmp_path):
 
 
 def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_path, caplog):
-    from training.config import load_config
-    from training.train import summary, train_one
+    from training.core.config import load_config
+    from training.cli.job import summary, train_one
 
     result = train_one(load_config(write_config(tmp_path, "folds", evaluation={"folds": 50,
                                                                              "find_label_issues": False})))
@@ -178,12 +178,13 @@ def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_pat
 
 
 def test_ctrl_c_after_registration_says_what_was_written(tmp_path, monkeypatch, capsys):
-    import training.train as train_module
+    import training.cli.job as job_module
+    import training.cli.train as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module.track, "promote_if_better", interrupted)
+    monkeypatch.setattr(job_module.track, "promote_if_better", interrupted)
     path = write_config(tmp_path, "ctrlc")
     assert train_module.main(["--config", str(path)]) == 130
     err = capsys.readouterr().err

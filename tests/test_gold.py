@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from training.corpus import read_folder, segment_article
-from training.errors import InputError
-from training.gold import load_gold, text_hash
+from training.data.corpus import read_folder, segment_article
+from training.core.errors import InputError
+from training.data.gold import load_gold, text_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]

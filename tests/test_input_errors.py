@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from training.export import DamagedModelError
-from training.predict import load
-from training.train import main
+from training.tracking.export import DamagedModelError
+from training.serving.predict import load
+from training.cli.train import main
 
 from conftest import write_config
 
@@ -39,7 +39,7 @@ def test_bad_values_and_overrides(tmp_path, capsys, overrides, expected):
 
 
 def test_list_items_can_be_overridden(tmp_path):
-    from training.config import load_config
+    from training.core.config import load_config
 
     config = load_config(write_config(tmp_path, "lists"), [f"sources.0.path={tmp_path}", "sources.0.optional=true"])
     assert str(config.sources[0].path) == str(tmp_path) and config.sources[0].optional
@@ -107,8 +107,8 @@ def test_damaged_model_files_are_one_clear_error(trained_default, tmp_path, dama
 
 def test_a_read_only_project_folder(tmp_path, capsys, monkeypatch):
     """As root chmod cannot make a folder read-only, so the OS refusal is simulated where it would come."""
-    import training.export as export_module
-    import training.track as track_module
+    import training.tracking.export as export_module
+    import training.tracking.track as track_module
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "models"))

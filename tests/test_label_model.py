@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from training.combine import combine
-from training.diagnostics import rule_report, warnings_for
-from training.rules import RuleSet
+from training.labelling.combine import combine
+from training.labelling.diagnostics import rule_report, warnings_for
+from training.labelling.rules import RuleSet
 
 NAMES = ["a", "b", "c"]
 
@@ -49,7 +49,7 @@ def test_class_balance_reaches_snorkel_and_moves_uncertain_sentences():
 def test_a_missing_snorkel_is_a_clear_error_not_a_fallback(monkeypatch):
     import builtins
 
-    from training.errors import InputError
+    from training.core.errors import InputError
 
     real_import = builtins.__import__
 

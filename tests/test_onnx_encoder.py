@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from training import encoder
-from training.config import PROJECT_ROOT, load_config
-from training.corpus import read_folder
-from training.errors import InputError
-from training.export import write
-from training.families import new_model
+from training.models import encoder
+from training.core.config import PROJECT_ROOT, load_config
+from training.data.corpus import read_folder
+from training.core.errors import InputError
+from training.tracking.export import write
+from training.models.families import new_model
 
 from conftest import SAMPLE_TEXTS, write_config
 
@@ -138,7 +138,7 @@ def _forbid_export(monkeypatch, tmp_path):
 
 
 def test_head_int8_model_folder_is_self_contained(onnx_cache, tmp_path, monkeypatch):
-    from training.predict import load
+    from training.serving.predict import load
 
     params = {"max_length": 64, "backend": "onnx-int8"}
     model = new_model("minilm_head", params, LABELS, seed=0).fit(TEXTS * 2, TRAIN_LABELS * 2)
@@ -162,7 +162,7 @@ def test_head_int8_model_folder_is_self_contained(onnx_cache, tmp_path, monkeypa
 
 
 def test_hybrid_onnx_model_folder_is_self_contained(onnx_cache, tmp_path, monkeypatch):
-    from training.export import load_family_model
+    from training.tracking.export import load_family_model
 
     params = {"max_length": 32, "min_df": 1, "backend": "onnx"}
     model = new_model("minilm_hybrid", params, LABELS, seed=0).fit(TEXTS * 2, TRAIN_LABELS * 2)
@@ -189,7 +189,7 @@ def test_unknown_backend_is_one_input_error(tmp_path):
 
 
 def test_missing_onnxruntime_is_one_input_error(onnx_cache, tmp_path, monkeypatch):
-    from training.export import load_family_model
+    from training.tracking.export import load_family_model
 
     params = {"max_length": 64, "backend": "onnx"}
     model = new_model("minilm_head", params, LABELS, seed=0).fit(TEXTS * 2, TRAIN_LABELS * 2)

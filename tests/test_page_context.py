@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.blocks import (PageCoherence, PagePosition, Recurrence, RuleVotes, WholeSentenceEmbedding,
+from training.models.blocks import (PageCoherence, PagePosition, Recurrence, RuleVotes, WholeSentenceEmbedding,
                              whole_sentences)
-from training.config import load_config
-from training.corpus import segment_article
-from training.families import family_module, new_model
-from training.label import build
-from training.predict import SentenceClassifier
-from training.records import as_records, page_layout
+from training.core.config import load_config
+from training.data.corpus import segment_article
+from training.models.families import family_module, new_model
+from training.labelling.stage import build
+from training.serving.predict import SentenceClassifier
+from training.data.records import as_records, page_layout
 
 from conftest import ROOT, write_config
 
@@ -94,7 +94,7 @@ def test_position_block_sees_the_page_not_the_row_order():
 
 
 def test_context_blocks_are_switched_by_config_keys():
-    from training.heads import BlendedClassifier
+    from training.models.heads import BlendedClassifier
 
     module = family_module("minilm_hybrid")
     blended = module.build_pipeline(module.Params(), 0)
@@ -171,7 +171,7 @@ def test_params_import_without_torch():
 @pytest.fixture(scope="module")
 def hybrid_classifier(seeds_labelled, tmp_path_factory):
     """A page-aware hybrid fitted on the seeds, saved and loaded back; (loaded, fitted)."""
-    from training import export
+    from training.tracking import export
 
     module = family_module("minilm_hybrid")
     params = module.Params.model_validate(TINY["minilm_hybrid"])
@@ -216,8 +216,8 @@ def test_blended_heads_read_their_blocks_and_average_by_weight():
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import FunctionTransformer
 
-    from training.blocks import PrincipalComponents
-    from training.heads import BlendedClassifier
+    from training.models.blocks import PrincipalComponents
+    from training.models.heads import BlendedClassifier
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(60, 6)), np.array(["a", "b", "c"] * 20)

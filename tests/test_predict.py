@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from training import predict as predict_module
-from training.predict import ModelNotFoundError, classify_article, load, predict, predict_proba, predict_records
+from training.serving import predict as predict_module
+from training.serving.predict import ModelNotFoundError, classify_article, load, predict, predict_proba, predict_records
 
 
 def test_empty_and_bad_inputs(trained_default):

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from training.config import load_config
-from training.errors import InputError
-from training.gold import text_hash
-from training.label import build
-from training.review import candidates, import_reviews, main
+from training.core.config import load_config
+from training.core.errors import InputError
+from training.data.gold import text_hash
+from training.labelling.stage import build
+from training.cli.review import candidates, import_reviews, main
 
 from conftest import write_config
 

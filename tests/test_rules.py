@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import yaml
 
-from training.combine import combine
-from training.corpus import segment_article
-from training.errors import InputError
-from training.rules import ABSTAIN, RuleSet, apply_rules, load_rules
+from training.labelling.combine import combine
+from training.data.corpus import segment_article
+from training.core.errors import InputError
+from training.labelling.rules import ABSTAIN, RuleSet, apply_rules, load_rules
 
 LABELS = {
     "diplomatic_contact": {"description": "contact", "rules": [
@@ -109,7 +109,7 @@ def test_a_new_label_is_a_config_change():
 
 
 def test_shipped_rules_load_and_cover_every_label():
-    from training.config import load_config
+    from training.core.config import load_config
 
     config = load_config()
     rs = load_rules(config.resolve(config.labelling.rules))

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.predict import classify_articles
-from training.score import FAIL_AFTER_ENV, main, score, staging_folder
+from training.serving.predict import classify_articles
+from training.serving.score import FAIL_AFTER_ENV, main, score, staging_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
@@ -96,7 +96,7 @@ def test_killed_run_resumes_to_a_byte_identical_file(model, tmp_path):
 
 
 def test_interrupted_jsonl_resumes_and_a_stale_staging_is_not_reused(model, pages, tmp_path, monkeypatch):
-    import training.score as scorer
+    import training.serving.score as scorer
 
     source = tmp_path / "pages.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in pages.values()), encoding="utf-8")

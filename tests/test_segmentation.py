@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training import corpus
-from training.corpus import segment_article
-from training.gold import text_hash
+from training.data import corpus
+from training.data.corpus import segment_article
+from training.data.gold import text_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = [("seeds.jsonl", ROOT / "seeds"), ("corpus.jsonl", ROOT.parent / "shared" / "corpus"),

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from training.predict import classify_articles, predict_records
+from training.serving.predict import classify_articles, predict_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

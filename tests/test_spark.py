@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.score import score
+from training.serving.score import score
 
 ROOT = Path(__file__).resolve().parent.parent
 

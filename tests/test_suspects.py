@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from training.families import new_model
-from training.evaluate import cross_validate
-from training.suspects import find_suspects
+from training.models.families import new_model
+from training.evaluation.cv import cross_validate
+from training.evaluation.suspects import find_suspects
 
 LABELS = ["drill", "boilerplate", "other"]
 TEMPLATES = {

