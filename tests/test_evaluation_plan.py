@@ -122,7 +122,8 @@ def test_a_tie_at_the_shown_precision_keeps_the_holder(tmp_path):
 
 def test_the_plan_command_freezes_every_gold_page_and_configs_use_it(tmp_path):
     from training.evaluation.cv import fold_assignment
-    from training.evaluation.plan import load_plan, main
+    from training.cli.plan import main
+    from training.evaluation.plan import load_plan
 
     config = write_config(tmp_path, "planned")
     out = tmp_path / "folds.json"

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from training.serving.predict import classify_articles
-from training.serving.score import FAIL_AFTER_ENV, main, score, staging_folder
+from training.cli.score import main
+from training.serving.score import FAIL_AFTER_ENV, score, staging_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))

@@ -124,7 +124,6 @@ def test_error_inside_a_run_leaves_it_failed_and_keeps_previous_model(tmp_path, 
     before = (first.model_dir / "model.json").read_text()
 
     import training.cli.job as job_module
-    import training.cli.train as train_module
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -10,11 +10,9 @@ stable from run to run, with one notice saying how many.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence

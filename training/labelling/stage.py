@@ -6,9 +6,7 @@ Hugging Face dataset under ``data/labelled/<config name>/`` and prints the per-r
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training.labelling.combine import Combined, combine
-from training.core.config import PROJECT_ROOT, Config, load_config
+from training.core.config import Config
 from training.data.corpus import Sentence, load_sources
 from training.labelling.diagnostics import format_report, rule_report, warnings_for
 from training.core.errors import InputError

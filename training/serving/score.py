@@ -20,10 +20,8 @@ are skipped: the first few are printed, one line each, and all of them are liste
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -34,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from training.core.console import Terminated, end_on_sigterm, quiet_third_parties
 from training.core.errors import InputError
 from training.core.system import atomic_write
 
