@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, overrides in variants:
         config = load_config(args.config, [*off, *overrides])
         started = time.perf_counter()
-        evaluation = evaluate(config, labelled, lambda: new_model(config.model.family, config.model.params, labels,
-                                                                  config.seed))
+        evaluation = evaluate(config, labelled, new_model(config.model.family, config.model.params, labels,
+                                                          config.seed))
         model = evaluation.metrics["model"]
         print(f"{name:24} {model['macro_f1']:8.3f} "
               + " ".join(f"{model['per_class'][label]['f1']:11.3f}" for label in labels)

@@ -64,15 +64,13 @@ def export_model(name: str, train: list, dest: Path) -> Path:
     from training.models.families import new_model
     from training.data.records import as_records
     from training.labelling.rules import apply_rules, load_rules
-    from training.cli.job import set_seed
 
     family, _, backend = name.partition(":")
     config = load_config(ROOT / "configs" / CONFIGS[family], [f"model.params.backend={backend}"] if backend else [])
     ruleset = load_rules(config.resolve(config.labelling.rules))
     names = ruleset.label_names
     votes = combine(apply_rules(ruleset, train), names, ruleset.tie_order, ruleset.default, "majority")
-    set_seed(config.seed)
-    model = new_model(family, config.model.params, names, config.seed)
+    model = new_model(family, config.model.params, names, config.seed)  # fit seeds itself
     model.fit(as_records(train), [names[i] for i in votes.labels])
     staging = export.stage(dest)
     try:

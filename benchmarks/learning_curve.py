@@ -3,8 +3,8 @@
     python benchmarks/learning_curve.py [--config FILE] [--fractions 0.25 0.5 0.75 1] [--seeds 3]
 
 For every seed and fold (article-grouped, the main job's folds) the training side keeps a random
-share of its gold pages (pages without gold always train), the model is fitted and scored on the
-held-out pages, so every fraction is scored on the same sentences. Prints macro-F1 and per-class
+share of its gold pages (pages without gold always train; each fold draws its share with the seed),
+the model is fitted and scored on the held-out pages, so every fraction is scored on the same sentences. Prints macro-F1 and per-class
 F1 as mean ± standard deviation over seeds, and writes the rows to benchmarks/results/.
 """
 
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,24 +27,33 @@ from training.evaluation.cv import cross_validate, fold_assignment, trainable_ro
 from training.models.families import new_model  # noqa: E402
 from training.labelling.stage import build  # noqa: E402
 from training.data.records import take  # noqa: E402
-from training.cli.job import set_seed  # noqa: E402
 
 
-class GoldPageShare:
-    """A model that trains on a random share of the gold pages it is given (other pages always train)."""
+class GoldPageShare(ClassifierMixin, BaseEstimator):
+    """``estimator`` trained on a random share of the gold pages it is given (other pages always train).
 
-    def __init__(self, model, fraction: float, gold_pages: set[str], rng: np.random.Generator) -> None:
-        self.model, self.fraction, self.gold_pages, self.rng = model, fraction, gold_pages, rng
+    The share is drawn in ``fit`` from ``random_state``, so a clone fitted on the same pages keeps the same ones.
+    """
+
+    def __init__(self, estimator=None, fraction: float = 1.0, gold_pages: tuple[str, ...] = (),
+                 random_state: int | None = None) -> None:
+        self.estimator, self.fraction, self.gold_pages, self.random_state = estimator, fraction, gold_pages, random_state
 
     def fit(self, records, labels) -> "GoldPageShare":
-        pages = sorted(set(records["article_id"]) & self.gold_pages)
-        keep = set(self.rng.choice(pages, size=max(1, round(self.fraction * len(pages))), replace=False))
-        rows = np.flatnonzero([a in keep or a not in self.gold_pages for a in records["article_id"]])
-        self.model.fit(take(records, rows), list(np.asarray(labels, dtype=object)[rows]))
+        gold_pages = set(self.gold_pages)
+        pages = sorted(set(records["article_id"]) & gold_pages)
+        rng = np.random.default_rng(self.random_state)
+        keep = set(rng.choice(pages, size=max(1, round(self.fraction * len(pages))), replace=False))
+        rows = np.flatnonzero([a in keep or a not in gold_pages for a in records["article_id"]])
+        self.estimator_ = clone(self.estimator).fit(take(records, rows), list(np.asarray(labels, dtype=object)[rows]))
+        self.classes_ = self.estimator_.classes_
         return self
 
-    def predict_proba(self, records):
-        return self.model.predict_proba(records)
+    def predict_proba(self, records) -> np.ndarray:
+        return self.estimator_.predict_proba(records)
+
+    def predict(self, records) -> np.ndarray:
+        return self.classes_[self.predict_proba(records).argmax(axis=1)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,15 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     for fraction in args.fractions:
         scores = []
         for seed in range(args.seeds):
-            rng = np.random.default_rng(seed)
-
-            def make_model():
-                set_seed(config.seed)
-                return GoldPageShare(new_model(config.model.family, config.model.params, labels, config.seed),
-                                     fraction, gold_pages, rng)
-
+            share = GoldPageShare(new_model(config.model.family, config.model.params, labels, config.seed),
+                                  fraction, tuple(sorted(gold_pages)), random_state=seed)
             cv = cross_validate(labelled.records, labelled.train_labels, fold_of, trainable, labelled.gold_index,
-                                labelled.gold_labels, labels, make_model)
+                                labelled.gold_labels, labels, share)
             metrics = classification_metrics(labelled.gold_labels, cv.gold_predictions(labels), labels)
             scores.append([metrics["macro_f1"]] + [metrics["per_class"][label]["f1"] for label in labels])
             print(f"  {fraction:.0%} seed {seed}: macro-F1 {metrics['macro_f1']:.3f} ({cv.seconds:.0f} s)", flush=True)

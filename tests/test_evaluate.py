@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 
 from training.core.errors import InputError
@@ -50,13 +51,14 @@ def test_metrics_per_class_and_confusion():
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 0) / 3)
 
 
-class Memorise:
+class Memorise(ClassifierMixin, BaseEstimator):
     """A model that records what it was trained on (to check no test text leaks into training)."""
 
     seen: list = []
 
     def fit(self, records, labels):
         Memorise.seen.append(set(records["text"]))
+        self.classes_ = np.array(["x", "y"])
         return self
 
     def predict_proba(self, records):
@@ -73,7 +75,7 @@ def test_cross_validate_trains_without_test_pages_and_predicts_every_sentence_on
     records = pd.DataFrame({"text": texts, "article_id": articles, "index": [i % 5 for i in range(30)]})
     labels = ["x", "y"] * 15
     cv = cross_validate(records, labels, fold_of, trainable, gold_index, [labels[i] for i in gold_index],
-                        ["x", "y"], Memorise)
+                        ["x", "y"], Memorise())
     assert len(Memorise.seen) == 3 and len(cv.fold_macro_f1) == 3
     for number, seen in enumerate(Memorise.seen):
         held_out = {texts[i] for i in range(30) if fold_of[i] == number}

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from training.core.config import load_config
 from training.core.errors import InputError
@@ -85,8 +86,11 @@ def test_the_review_queue_reads_the_out_of_fold_store_the_run_wrote(trained_defa
     config = result.config
     labelled = build(config)
 
-    def no_model():
-        raise AssertionError("the store was not used: a second cross-validation started")
+    class NoModel(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            raise AssertionError("the store was not used: a second cross-validation started")
+
+    no_model = NoModel()
 
     stored = out_of_fold(config, labelled, no_model)
     assert store_path(config).exists()

@@ -155,7 +155,7 @@ def test_head_int8_model_folder_is_self_contained(onnx_cache, tmp_path, monkeypa
     shutil.move(str(folder), str(moved))
     _forbid_export(monkeypatch, tmp_path)
     clf = load(moved)
-    assert clf.model.bundle == moved / "encoder-onnx"
+    assert clf.model.bundle_ == moved / "encoder-onnx"
     after = clf.proba_matrix(TEXTS)
     assert np.array_equal(after, before)
     assert [row["label"] for row in clf.classify_article(" ".join(TEXTS))]  # whole pages work too

@@ -162,8 +162,9 @@ def test_params_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from training.families import family_module as f\n"
-            "for name in ('tfidf_logreg', 'minilm_head', 'minilm_hybrid', 'minilm_finetune'): f(name).Params()\n"
+    code = ("import sys; from sklearn.base import clone; from training.models.families import family_module as f\n"
+            "for name in ('tfidf_logreg', 'minilm_head', 'minilm_hybrid', 'minilm_finetune'):\n"
+            "    f(name).Params(); clone(f(name).Model(labels=['a', 'b'], random_state=0))\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
@@ -173,9 +174,9 @@ def hybrid_classifier(seeds_labelled, tmp_path_factory):
     """A page-aware hybrid fitted on the seeds, saved and loaded back; (loaded, fitted)."""
     from training.tracking import export
 
-    module = family_module("minilm_hybrid")
-    params = module.Params.model_validate(TINY["minilm_hybrid"])
-    fitted = module.Model(params, seeds_labelled.labels, 0).fit(seeds_labelled.records, seeds_labelled.train_labels)
+    params = family_module("minilm_hybrid").Params.model_validate(TINY["minilm_hybrid"])
+    fitted = new_model("minilm_hybrid", TINY["minilm_hybrid"], seeds_labelled.labels, 0).fit(
+        seeds_labelled.records, seeds_labelled.train_labels)
     folder = tmp_path_factory.mktemp("hybrid-export")
     config = {"model": {"params": params.model_dump()}, "seed": 0}
     export.write(folder, fitted, "minilm_hybrid", seeds_labelled.labels, config, {})

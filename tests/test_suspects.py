@@ -40,7 +40,7 @@ def test_planted_label_errors_are_found_by_cleanlab():
     fold_of = np.array([int(a[1:]) % 4 for a in articles])
     everything = np.arange(len(texts))  # the out-of-fold store covers every sentence
     proba = cross_validate(records, noisy, fold_of, np.ones(len(texts), dtype=bool), everything, noisy, LABELS,
-                           lambda: new_model("tfidf_logreg", {}, LABELS, 0)).probabilities
+                           new_model("tfidf_logreg", {}, LABELS, 0)).probabilities
     rows = find_suspects(ids, texts, noisy, proba, LABELS)
     assert rows and {r["method"] for r in rows} == {"cleanlab"}
     found = {ids.index(r["id"]) for r in rows}

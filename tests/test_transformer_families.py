@@ -140,5 +140,5 @@ def test_hybrid_uses_rule_votes_and_keeps_its_rules_copy(tmp_path):
     data["labels"]["boilerplate"]["rules"] = []  # a later edit of the rules must not change the export
     rules.write_text(yaml.safe_dump(data))
     module = family_module("minilm_hybrid")
-    loaded = module.Model.load(export, module.Params.model_validate(params), LABELS, 0)
+    loaded = module.Model.load(export, params, LABELS, 0)
     assert np.allclose(loaded.predict_proba(TEXTS), before)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import random
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -15,9 +14,11 @@ from typing import Iterator
 
 import numpy as np
 import yaml
+from sklearn.base import clone
 
 from training.core.config import Config
 from training.core.console import stop_if_terminated
+from training.core.seeding import seed_everything
 from training.core.errors import InputError
 from training.data.records import take
 from training.evaluation.cv import Evaluation, evaluate, flat_metrics, plot_confusion, trainable_rows
@@ -49,13 +50,15 @@ class TrainResult:
         return self.metrics["model"]["macro_f1"]
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
+def with_tracking(estimator):
+    """The estimator with the run's logger for what it reports while it trains: the fine-tuned family's epoch
+    losses become one ``finetune.epoch_loss`` curve per run, which every fit (the folds, then the final
+    model) continues (step = fit index * epochs + epoch)."""
+    if "on_epoch_loss" not in estimator.get_params():
+        return estimator
+    steps = itertools.count()  # shared by the clones the folds fit: a function parameter is not copied
+    return estimator.set_params(on_epoch_loss=lambda loss: track.log_metrics({"finetune.epoch_loss": loss},
+                                                                              step=next(steps)))
 
 
 def run_metrics(metrics: dict, labelled: Labelled, evaluation: Evaluation, train_seconds: float) -> dict[str, float]:
@@ -113,7 +116,7 @@ def _explained_fit_errors(config: Config) -> Iterator[None]:
 def train_one(config: Config, nested: bool = False, promote: bool = True) -> TrainResult:
     """Label, cross-validate, fit on everything, log one MLflow run and export the model."""
     started = time.perf_counter()
-    set_seed(config.seed)
+    seed_everything(config.seed)
     track.configure(config)
     labelled = build(config)
     if len(labelled.gold) == 0:
@@ -136,16 +139,14 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
             log.info("%d sentences, %d gold; cross-validating %s", len(labelled.sentences), len(labelled.gold),
                      config.model.family)
             with _explained_fit_errors(config):
-                def make_model():
-                    set_seed(config.seed)
-                    return new_model(config.model.family, config.model.params, labelled.labels, config.seed)
-
-                evaluation = evaluate(config, labelled, make_model, progress=log.info)
+                estimator = with_tracking(new_model(config.model.family, config.model.params, labelled.labels,
+                                                    config.seed))
+                evaluation = evaluate(config, labelled, estimator, progress=log.info)
                 metrics = evaluation.metrics
                 stop_if_terminated()
                 log.info("fitting the final model on all %d sentences", int(trainable.sum()))
                 fit_started = time.perf_counter()
-                model = make_model()
+                model = clone(estimator)
                 model.fit(take(labelled.records, np.flatnonzero(trainable)),
                           [label for label, keep in zip(labelled.train_labels, trainable) if keep])
             train_seconds = time.perf_counter() - fit_started

@@ -38,8 +38,8 @@ def candidates(config: Config, labelled: Labelled, n: int, already: set[str]) ->
 
     sentences = labelled.sentences
     train_labels = labelled.train_labels
-    cv = out_of_fold(config, labelled, lambda: new_model(config.model.family, config.model.params, labelled.labels,
-                                                         config.seed), progress=log.info)
+    cv = out_of_fold(config, labelled, new_model(config.model.family, config.model.params, labelled.labels,
+                                                 config.seed), progress=log.info)
     issues = label_issues(labelled, cv, trainable_rows(config, labelled))
     suspects = {r["id"] for r in issues}
     proba = np.nan_to_num(cv.probabilities, nan=1.0 / len(labelled.labels))

@@ -11,11 +11,11 @@ A sweep file is YAML with a top-level ``sweep`` key::
 
 from __future__ import annotations
 
-import itertools
 import logging
 import tempfile
 from pathlib import Path
 
+from sklearn.model_selection import ParameterGrid
 
 from training.core.config import Config, PROJECT_ROOT, load_config, read_yaml
 from training.core.errors import InputError
@@ -27,6 +27,12 @@ def _slug(value) -> str:
     return str(value).replace("/", "_").replace(" ", "").replace(".", "p")
 
 
+def _in_file_order(grid: ParameterGrid, keys: list[str], values: dict[str, list]) -> list[dict]:
+    """The grid's combinations in the order the file lists keys and values (``ParameterGrid`` sorts the keys):
+    the first key varies slowest, as the runs always came."""
+    return sorted(grid, key=lambda combo: [values[k].index(combo[k]) for k in keys])
+
+
 def _from_sweep(path: Path, raw: dict, overrides: list[str]) -> list[Config]:
     unknown = set(raw) - {"sweep", "configs", "grid"}
     if unknown:
@@ -35,12 +41,15 @@ def _from_sweep(path: Path, raw: dict, overrides: list[str]) -> list[Config]:
     for number, entry in enumerate(raw.get("grid") or []):
         if not isinstance(entry, dict) or "config" not in entry or not isinstance(entry.get("params"), dict):
             raise InputError(f"{path}: key 'grid.{number}': needs 'config' and a 'params' mapping")
-        keys = list(entry["params"])
-        values = [v if isinstance(v, list) else [v] for v in entry["params"].values()]
+        keys = list(entry["params"])  # names and overrides keep the order the file gives
+        values = {k: v if isinstance(v, list) else [v] for k, v in entry["params"].items()}
+        empty = [k for k in keys if not values[k]]
+        if empty:
+            raise InputError(f"{path}: key 'grid.{number}.params.{empty[0]}': an empty list of values")
         base = Path(entry["config"])
-        for combo in itertools.product(*values):
-            suffix = "-".join(f"{k.split('.')[-1]}{_slug(v)}" for k, v in zip(keys, combo))
-            assignments = [f"{k}={v}" for k, v in zip(keys, combo)]
+        for combo in _in_file_order(ParameterGrid(values), keys, values):
+            suffix = "-".join(f"{k.split('.')[-1]}{_slug(combo[k])}" for k in keys)
+            assignments = [f"{k}={combo[k]}" for k in keys]
             config = load_config(PROJECT_ROOT / base, [*overrides, *assignments])
             configs.append(config.model_copy(update={"name": f"{config.name}-{suffix}"}))
     if not configs:

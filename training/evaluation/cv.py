@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
+from sklearn.model_selection import cross_val_predict
 
 from training.core.errors import InputError
 from training.core.metrics import classification_metrics
+from training.models.families.base import full_proba
 
 if TYPE_CHECKING:
     from training.core.config import Config
@@ -65,42 +68,99 @@ class CrossValidation:
         return [labels[k] for k in np.nan_to_num(self.gold_probabilities, nan=0.0).argmax(axis=1)]
 
 
+class _FoldFit(ClassifierMixin, BaseEstimator):
+    """What ``cross_val_predict`` fits on one fold: a clone of ``estimator``, trained on the label names.
+
+    ``cross_val_predict`` hands ``fit`` the labels encoded as positions in ``names`` (sorted) and reads the
+    ``predict_proba`` columns in that order: the estimator is trained on the names themselves, as everywhere
+    else, and its columns are put in that order. A fold given no training rows is a fold that is not run
+    (no gold, or fewer than two labels to learn): its pages stay unpredicted (NaN). ``on_fit`` is called
+    before each fit that runs (the progress line).
+    """
+
+    def __init__(self, estimator=None, names=(), on_fit=None) -> None:
+        self.estimator, self.names, self.on_fit = estimator, names, on_fit
+
+    def fit(self, X, y) -> "_FoldFit":
+        self.classes_ = np.arange(len(self.names))
+        self.estimator_ = None
+        if len(y):
+            if self.on_fit is not None:
+                self.on_fit()
+            self.estimator_ = clone(self.estimator).fit(X.reset_index(drop=True), [self.names[code] for code in y])
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        if self.estimator_ is None:
+            return np.full((len(X), len(self.names)), np.nan)
+        proba = self.estimator_.predict_proba(X.reset_index(drop=True))
+        known = list(self.estimator_.classes_)  # may hold labels no fold trains on: their columns are 0, left out
+        out = np.zeros((len(proba), len(self.names)))
+        for column, name in enumerate(self.names):
+            if name in known:
+                out[:, column] = proba[:, known.index(name)]
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
 def cross_validate(
     records, train_labels: Sequence[str], fold_of: np.ndarray, trainable: np.ndarray, gold_index: np.ndarray,
-    gold_labels: Sequence[str], labels: Sequence[str], make_model: Callable[[], object],
+    gold_labels: Sequence[str], labels: Sequence[str], estimator: BaseEstimator,
     progress: Callable[[str], None] = lambda _: None,
 ) -> CrossValidation:
     """Out-of-fold probabilities for every sentence under a fixed fold assignment.
 
     ``records`` are all sentences (text, article_id, index) and ``fold_of`` their page's fold. Fold
-    k's model trains on the ``trainable`` sentences of pages outside fold k and predicts every
-    sentence of fold k's pages (whole pages, so context-aware models see the neighbours); its
-    macro-F1 is scored on fold k's gold sentences.
+    k's model (a clone of the unfitted ``estimator``) trains on the ``trainable`` sentences of pages
+    outside fold k and predicts every sentence of fold k's pages (whole pages, so context-aware models
+    see the neighbours); its macro-F1 is scored on fold k's gold sentences. Folds without gold are not
+    run, nor folds with fewer than two labels to train on: their sentences stay NaN. The folds are
+    scikit-learn's ``cross_val_predict`` over explicit (train, test) splits, one per fold of the plan.
     """
-    from training.data.records import take
-
     started = time.perf_counter()
     articles = records["article_id"].to_numpy(dtype=object)
     train_labels = np.asarray(train_labels, dtype=object)
     gold_index = np.asarray(gold_index, dtype=int)
     gold_fold = fold_of[gold_index]
-    probabilities = np.full((len(records), len(labels)), np.nan)
-    fold_scores = []
-    folds = [int(k) for k in np.unique(gold_fold)]  # folds without gold score nothing: not run
-    for number, k in enumerate(folds):
+    scored = [int(k) for k in np.unique(gold_fold)]  # folds without gold score nothing: not run
+    splits, run, lines = [], [], []
+    for k in np.unique(fold_of):  # every sentence is in one fold: the test sides partition the rows
         held_out = np.flatnonzero(fold_of == k)
         train = np.flatnonzero(trainable & (fold_of != k))
+        if k in scored:
+            number = scored.index(k) + 1
+            line = (f"fold {number}/{len(scored)}: train {len(train)} sentences, "
+                    f"test {int((gold_fold == k).sum())} gold")
+            if len(set(train_labels[train])) < 2:
+                progress(line)
+                log.warning("fold %d: fewer than two labels to train on; its pages stay unpredicted", number)
+            else:
+                assert not set(articles[train]) & set(articles[held_out]), "a page leaked across a fold"
+                splits.append((train, held_out))
+                run.append(int(k))
+                lines.append(line)
+                continue
+        splits.append((train[:0], held_out))
+    probabilities = np.full((len(records), len(labels)), np.nan)
+    if run:
+        trained = np.zeros(len(records), dtype=bool)
+        for train, _ in splits:
+            trained[train] = True
+        names = sorted(set(train_labels[trained]))
+        # cross_val_predict wants a label on every row; rows no fold trains on get one that is never read
+        y = np.where(trained, train_labels, names[0])
+        announce = iter(lines)
+        fold = _FoldFit(estimator, names, on_fit=lambda: progress(next(announce)))
+        predicted = cross_val_predict(fold, records, y, cv=splits, method="predict_proba")
+        rows = np.concatenate([test for train, test in splits if len(train)])
+        probabilities[rows] = full_proba(predicted[rows], names, labels)
+    fold_scores = []
+    for k in run:
         in_fold = np.flatnonzero(gold_fold == k)
-        progress(f"fold {number + 1}/{len(folds)}: train {len(train)} sentences, test {len(in_fold)} gold")
-        if len(set(train_labels[train])) < 2:
-            log.warning("fold %d: fewer than two labels to train on; its pages stay unpredicted", number + 1)
-            continue
-        assert not set(articles[train]) & set(articles[held_out]), "a page leaked across a fold"
-        model = make_model()
-        model.fit(take(records, train), list(train_labels[train]))
-        probabilities[held_out] = model.predict_proba(take(records, held_out))
-        predicted = [labels[i] for i in probabilities[gold_index[in_fold]].argmax(axis=1)]
-        fold_scores.append(float(f1_score([gold_labels[i] for i in in_fold], predicted, labels=list(labels),
+        predicted_labels = [labels[i] for i in probabilities[gold_index[in_fold]].argmax(axis=1)]
+        fold_scores.append(float(f1_score([gold_labels[i] for i in in_fold], predicted_labels, labels=list(labels),
                                           average="macro", zero_division=0)))
     return CrossValidation(probabilities, fold_of, gold_index, fold_scores, time.perf_counter() - started)
 
@@ -227,14 +287,14 @@ def _scored(labelled: "Labelled", cv: CrossValidation, config: "Config") -> dict
     return metrics
 
 
-def evaluate(config: "Config", labelled: "Labelled", make_model: Callable[[], object],
+def evaluate(config: "Config", labelled: "Labelled", estimator: BaseEstimator,
              progress: Callable[[str], None] = lambda _: None) -> Evaluation:
-    """Grouped CV of the model under the plan, the gold-only baseline and the rules, on the same gold."""
+    """Grouped CV of the (unfitted) estimator under the plan, the gold-only baseline and the rules, on the same gold."""
     fold_of, fingerprint, source = fold_assignment(config, labelled)
     trainable = trainable_rows(config, labelled)
     labels = labelled.labels
     cv = cross_validate(labelled.records, labelled.train_labels, fold_of, trainable, labelled.gold_index,
-                        labelled.gold_labels, labels, make_model, progress)
+                        labelled.gold_labels, labels, estimator, progress)
     save_store(store_path(config), store_key(config, labelled, fold_of), cv)  # for the review queue
     metrics = {"model": _scored(labelled, cv, config)}
     if config.evaluation.baseline:
@@ -247,7 +307,7 @@ def evaluate(config: "Config", labelled: "Labelled", make_model: Callable[[], ob
         else:
             progress("the baseline: the same family trained on gold labels alone")
             baseline = cross_validate(labelled.records, gold_only, fold_of, baseline_rows, labelled.gold_index,
-                                      labelled.gold_labels, labels, make_model, progress)
+                                      labelled.gold_labels, labels, estimator, progress)
             note = f"the same family trained on the {int(baseline_rows.sum())} gold-labelled training sentences alone"
         metrics["baseline"] = _scored(labelled, baseline, config)
     else:
@@ -300,7 +360,7 @@ def load_store(path: Path, key: str) -> CrossValidation | None:
         return None
 
 
-def out_of_fold(config: "Config", labelled: "Labelled", make_model: Callable[[], object],
+def out_of_fold(config: "Config", labelled: "Labelled", estimator: BaseEstimator,
                 progress: Callable[[str], None] = lambda _: None) -> CrossValidation:
     """The model's out-of-fold store: read when the last training run left one for this data, else made."""
     fold_of, _, _ = fold_assignment(config, labelled)
@@ -311,6 +371,6 @@ def out_of_fold(config: "Config", labelled: "Labelled", make_model: Callable[[],
         return stored
     progress("no stored out-of-fold predictions for this model and data: cross-validating")
     cv = cross_validate(labelled.records, labelled.train_labels, fold_of, trainable_rows(config, labelled),
-                        labelled.gold_index, labelled.gold_labels, labelled.labels, make_model, progress)
+                        labelled.gold_index, labelled.gold_labels, labelled.labels, estimator, progress)
     save_store(path, key, cv)
     return cv

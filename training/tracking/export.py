@@ -119,9 +119,9 @@ def load_family_model(folder: Path):
     """(family model, manifest) from an exported folder, whatever the family; damage is one clear error."""
     manifest = read_manifest(folder)
     try:
-        module = family_module(manifest["family"])
-        params = module.Params.model_validate(manifest["params"])
-        return module.Model.load(Path(folder), params, manifest["labels"], manifest["seed"]), manifest
+        model = family_module(manifest["family"]).Model.load(Path(folder), manifest["params"], manifest["labels"],
+                                                             manifest["seed"])
+        return model, manifest
     except (FileNotFoundError, ModuleNotFoundError, InputError):  # InputError: e.g. a backend's missing runtime
         raise
     except Exception as exc:  # unpickling a truncated or edited file raises almost anything

@@ -1,7 +1,7 @@
 """Frozen MiniLM sentence embeddings (mean-pooled, L2-normalised) + a logistic regression head.
 
 Sees each sentence alone (no page context); the encoder is referenced, never copied (see
-:mod:`training.encoder`).
+:mod:`training.models.encoder`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 
+from training.data.records import texts_of
 from training.models.encoder import MODEL_BUNDLE, EncoderParams, copy_bundle, embed
-from training.models.families import full_proba
-from training.data.records import as_records, texts_of
+from training.models.families.base import FamilyEstimator
 
 
 class Params(EncoderParams):
@@ -26,46 +26,46 @@ class Params(EncoderParams):
     max_iter: int = Field(2000, ge=10)
 
 
-class Model:
+class MiniLMHead(FamilyEstimator):
+    """Learned state: ``head_`` (the logistic regression over embeddings), ``classes_``; once loaded from a
+    folder with an ONNX backend, ``bundle_`` (the folder's own copy of the graph; unset: the cached export)."""
+
+    Params = Params
     FILE = "head.joblib"
     ENCODER_FILE = "encoder.json"
 
-    def __init__(self, params: Params, labels: list[str], seed: int) -> None:
-        self.params, self.labels, self.seed = params, labels, seed
-        self.bundle: Optional[Path] = None  # ONNX backends: the graph's folder (None: the cached export)
-        self.head = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
-                                       random_state=seed)
-
     def _embed(self, records) -> np.ndarray:
-        return embed(texts_of(as_records(records)), self.params.encoder, self.params.max_length,
-                     self.params.batch_size, backend=self.params.backend, bundle=self.bundle)
+        params = self._params()
+        return embed(texts_of(records), params.encoder, params.max_length, params.batch_size,
+                     backend=params.backend, bundle=getattr(self, "bundle_", None))
 
-    def fit(self, records, labels) -> "Model":
-        self.head.fit(self._embed(records), list(labels))
-        return self
+    def _fit(self, records, y, params: Params) -> None:
+        head = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
+                                  random_state=self.random_state)
+        self.head_ = head.fit(self._embed(records), y)
 
-    def predict_proba(self, records) -> np.ndarray:
-        if len(records) == 0:
-            return np.zeros((0, len(self.labels)))
-        proba = self.head.predict_proba(self._embed(records))
-        return full_proba(proba, list(self.head.classes_), self.labels)
+    def _class_proba(self, records):
+        return self.head_.predict_proba(self._embed(records)), self.head_.classes_
 
     def save(self, folder: Path) -> None:
-        joblib.dump(self.head, Path(folder) / self.FILE)
-        reference = {"encoder": self.params.encoder, "max_length": self.params.max_length,
-                     "dimension": int(self.head.coef_.shape[1]), "backend": self.params.backend}
-        if self.params.backend != "torch":  # the graph goes into the folder: it embeds with its own copy
-            copy_bundle(self.params.encoder, self.params.backend, Path(folder) / MODEL_BUNDLE, source=self.bundle)
+        params = self._params()
+        joblib.dump(self.head_, Path(folder) / self.FILE)
+        reference = {"encoder": params.encoder, "max_length": params.max_length,
+                     "dimension": int(self.head_.coef_.shape[1]), "backend": params.backend}
+        if params.backend != "torch":  # the graph goes into the folder: it embeds with its own copy
+            copy_bundle(params.encoder, params.backend, Path(folder) / MODEL_BUNDLE,
+                        source=getattr(self, "bundle_", None))
             reference["bundle"] = MODEL_BUNDLE
         (Path(folder) / self.ENCODER_FILE).write_text(json.dumps(reference, indent=2), encoding="utf-8")
 
-    @classmethod
-    def load(cls, folder: Path, params: Params, labels: list[str], seed: int) -> "Model":
-        reference = json.loads((Path(folder) / cls.ENCODER_FILE).read_text(encoding="utf-8"))
-        params = params.model_copy(update={"encoder": reference["encoder"], "max_length": reference["max_length"],
-                                           "backend": reference.get("backend", "torch")})
-        model = cls(params, labels, seed)
+    def _load(self, folder: Path) -> None:
+        reference = json.loads((folder / self.ENCODER_FILE).read_text(encoding="utf-8"))
+        # the encoder the head was fitted on, as the folder records it
+        self.encoder, self.max_length = reference["encoder"], reference["max_length"]
+        self.backend = reference.get("backend", "torch")
         if reference.get("bundle"):
-            model.bundle = Path(folder) / reference["bundle"]
-        model.head = joblib.load(Path(folder) / cls.FILE)
-        return model
+            self.bundle_ = folder / reference["bundle"]
+        self.head_ = joblib.load(folder / self.FILE)
+
+
+Model = MiniLMHead

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import joblib
-import numpy as np
 from pydantic import Field
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -29,12 +28,12 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.models.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition,
-                             PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding, WholeSentenceEmbedding,
-                             WordNgrams, find_blocks, save_encoder_files, use_encoder_files)
+                                    PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding,
+                                    WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
+                                    use_encoder_files)
 from training.models.encoder import EncoderParams
-from training.models.families import full_proba
+from training.models.families.base import FamilyEstimator
 from training.models.heads import BlendedClassifier, PerceptronBag
-from training.data.records import as_records
 
 
 class Params(EncoderParams):
@@ -108,7 +107,7 @@ def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
-def build_pipeline(params: Params, seed: int):
+def build_pipeline(params: Params, seed: int | None):
     """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` or
     ``tree_weight`` > 0, that blended with perceptrons and/or trees (blocks computed once for all heads)."""
     linear = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
@@ -135,38 +134,34 @@ def build_pipeline(params: Params, seed: int):
     return BlendedClassifier(blocks, heads, weights)
 
 
-class Model:
+class MiniLMHybrid(FamilyEstimator):
+    """Learned state: ``pipeline_`` (the blocks and heads of :func:`build_pipeline`, fitted), ``classes_``."""
+
+    Params = Params
     FILE = "pipeline.joblib"
     RULES_FILE = "rules.yaml"  # a readable copy of the rules the saved pipeline votes with
 
-    def __init__(self, params: Params, labels: list[str], seed: int) -> None:
-        self.params, self.labels, self.seed = params, labels, seed
-        self.pipeline = build_pipeline(params, seed)
+    def _fit(self, records, y, params: Params) -> None:
+        self.pipeline_ = build_pipeline(params, self.random_state).fit(records, y)
 
-    def fit(self, records, labels) -> "Model":
-        self.pipeline.fit(as_records(records), list(labels))
-        return self
-
-    def predict_proba(self, records) -> np.ndarray:
-        if len(records) == 0:
-            return np.zeros((0, len(self.labels)))
-        proba = self.pipeline.predict_proba(as_records(records))
-        return full_proba(proba, list(self.pipeline.classes_), self.labels)
+    def _class_proba(self, records):
+        return self.pipeline_.predict_proba(records), self.pipeline_.classes_
 
     @property
     def rule_votes(self) -> Optional[RuleVotes]:
-        found = find_blocks(self.pipeline, RuleVotes)
+        """The fitted rule-votes block (None before ``fit`` or without rules)."""
+        found = find_blocks(self.pipeline_, RuleVotes) if hasattr(self, "pipeline_") else []
         return found[0] if found else None
 
     def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline, Path(folder) / self.FILE)
-        save_encoder_files(self.pipeline, folder)  # an ONNX backend's graph, so the folder is self-contained
+        joblib.dump(self.pipeline_, Path(folder) / self.FILE)
+        save_encoder_files(self.pipeline_, folder)  # an ONNX backend's graph, so the folder is self-contained
         if self.rule_votes is not None:
             (Path(folder) / self.RULES_FILE).write_text(self.rule_votes.rules_text_, encoding="utf-8")
 
-    @classmethod
-    def load(cls, folder: Path, params: Params, labels: list[str], seed: int) -> "Model":
-        model = cls(params, labels, seed)
-        model.pipeline = joblib.load(Path(folder) / cls.FILE)
-        use_encoder_files(model.pipeline, folder)
-        return model
+    def _load(self, folder: Path) -> None:
+        self.pipeline_ = joblib.load(folder / self.FILE)
+        use_encoder_files(self.pipeline_, folder)
+
+
+Model = MiniLMHybrid

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import joblib
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from training.models.families import full_proba
-from training.data.records import as_records, texts_of
+from training.data.records import texts_of
+from training.models.families.base import FamilyEstimator
 
 
 class Params(BaseModel):
@@ -27,33 +26,28 @@ class Params(BaseModel):
     max_iter: int = Field(2000, ge=10)
 
 
-class Model:
+class TfidfLogReg(FamilyEstimator):
+    """Learned state: ``pipeline_`` (TF-IDF → logistic regression over the sentence texts), ``classes_``."""
+
+    Params = Params
     FILE = "pipeline.joblib"
 
-    def __init__(self, params: Params, labels: list[str], seed: int) -> None:
-        self.params, self.labels, self.seed = params, labels, seed
-        self.pipeline = Pipeline([
+    def _fit(self, records, y, params: Params) -> None:
+        self.pipeline_ = Pipeline([
             ("tfidf", TfidfVectorizer(ngram_range=(1, params.ngram_max), min_df=params.min_df,
                                       sublinear_tf=params.sublinear_tf, strip_accents="unicode")),
             ("clf", LogisticRegression(C=params.C, class_weight=params.class_weight,
-                                       max_iter=params.max_iter, random_state=seed)),
-        ])
+                                       max_iter=params.max_iter, random_state=self.random_state)),
+        ]).fit(texts_of(records), y)
 
-    def fit(self, records, labels) -> "Model":
-        self.pipeline.fit(texts_of(as_records(records)), list(labels))
-        return self
-
-    def predict_proba(self, records) -> np.ndarray:
-        if len(records) == 0:
-            return np.zeros((0, len(self.labels)))
-        proba = self.pipeline.predict_proba(texts_of(as_records(records)))
-        return full_proba(proba, list(self.pipeline.classes_), self.labels)
+    def _class_proba(self, records):
+        return self.pipeline_.predict_proba(texts_of(records)), self.pipeline_.classes_
 
     def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline, Path(folder) / self.FILE)
+        joblib.dump(self.pipeline_, Path(folder) / self.FILE)
 
-    @classmethod
-    def load(cls, folder: Path, params: Params, labels: list[str], seed: int) -> "Model":
-        model = cls(params, labels, seed)
-        model.pipeline = joblib.load(Path(folder) / cls.FILE)
-        return model
+    def _load(self, folder: Path) -> None:
+        self.pipeline_ = joblib.load(folder / self.FILE)
+
+
+Model = TfidfLogReg
