@@ -90,7 +90,7 @@ def test_damaged_model_files_are_one_clear_error(trained_default, tmp_path, dama
     folder = tmp_path / "damaged"
     shutil.copytree(result.model_dir, folder)
     manifest = folder / "model.json"
-    pickle = folder / "pipeline.joblib"
+    pickle = folder / "pipeline.skops"
     if damage == "manifest_json":
         manifest.write_text(manifest.read_text()[:40])
     elif damage == "manifest_key":

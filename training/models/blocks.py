@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -23,7 +24,7 @@ from training.core.config import PROJECT_ROOT
 from training.data.corpus import Sentence
 from training.models.encoder import MODEL_BUNDLE, PACKAGED, copy_bundle, embed
 from training.data.records import as_records, page_layout, texts_of
-from training.labelling.rules import apply_rules, line_key, line_shape, load_rules, recurrence_table
+from training.labelling.rules import RuleSet, apply_rules, line_key, line_shape, load_rules, recurrence_table
 
 MAX_VOTES = 3  # vote counts per label are capped and scaled to [0, 1]
 
@@ -88,14 +89,23 @@ class _Embedding(BaseEstimator, TransformerMixin):
     Nothing is learned: ``fit`` returns the block as it is.
     """
 
-    backend = "torch"  # what blocks pickled before backends existed read
-
     def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
                  backend: str = "torch") -> None:
         self.encoder, self.max_length, self.batch_size, self.backend = encoder, max_length, batch_size, backend
 
     def fit(self, X, y=None) -> "_Embedding":
         return self
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # plain values only: a folder's graph path as text, if set
+        if state.get("bundle_") is not None:
+            state["bundle_"] = str(state["bundle_"])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if getattr(self, "bundle_", None) is not None:
+            self.bundle_ = Path(self.bundle_)
 
     def _vectors(self, records, texts: list[str] | None = None, layers: str = "last") -> np.ndarray:
         return embed(texts_of(records) if texts is None else texts, self.encoder, self.max_length, self.batch_size,
@@ -104,8 +114,6 @@ class _Embedding(BaseEstimator, TransformerMixin):
 
 class SentenceEmbedding(_Embedding):
     """The sentence's MiniLM embedding and those of the ``neighbours`` previous and next sentences."""
-
-    pooling = "concat"  # what blocks pickled before pooling existed read
 
     def __init__(self, encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
                  neighbours: int = 0, backend: str = "torch", pooling: str = "concat") -> None:
@@ -281,12 +289,23 @@ class RuleVotes(BaseEstimator, TransformerMixin):
 
     def fit(self, X, y=None) -> "RuleVotes":
         path = Path(self.rules)
-        self.rules_path_ = path if path.is_absolute() else PROJECT_ROOT / path
-        self.ruleset_ = load_rules(self.rules_path_)
-        self.rules_text_ = self.rules_path_.read_text(encoding="utf-8")
+        path = path if path.is_absolute() else PROJECT_ROOT / path
+        self.ruleset_ = load_rules(path)
+        self.rules_text_ = path.read_text(encoding="utf-8")
         sentences, _ = _sentences(as_records(X))
         self.recurrence_ = recurrence_table(sentences)
         return self
+
+    def __getstate__(self) -> dict:
+        """The rules as their text, not the parsed rule set: a stored model holds plain data only."""
+        state = dict(super().__getstate__())
+        state.pop("ruleset_", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if hasattr(self, "rules_text_"):  # fitted: parse the rules it was fitted with again
+            self.ruleset_ = RuleSet.model_validate(yaml.safe_load(self.rules_text_))
 
     def label_matrix(self, X) -> np.ndarray:
         """The rules' label matrix (records, rules) in the order given, as :func:`apply_rules` makes it."""

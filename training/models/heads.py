@@ -20,6 +20,7 @@ from sklearn.neural_network import MLPClassifier
 log = logging.getLogger(__name__)
 MIN_ROWS_PER_CLASS_TO_STOP_EARLY = 20  # below this, a 10% validation split cannot hold every class
 PROGRESS_ROWS = 1000  # a head fitted on this many rows or more gets a progress line
+TRAINING_ONLY = ("_optimizer", "_best_coefs", "_best_intercepts")  # MLPClassifier state that predict never reads
 
 
 class PerceptronBag(ClassifierMixin, BaseEstimator):
@@ -44,6 +45,11 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
             if not stop_early:  # too few rows to hold some out: running to max_iter is the plan, not a fault
                 warnings.simplefilter("ignore", ConvergenceWarning)
             self.bag_ = bag.fit(X, y)
+        for perceptron in self.bag_.estimators_:
+            # what only further training reads (the optimiser's moment estimates, a copy of the best weights
+            # seen): a stored bag then holds each weight matrix once, not up to four times, and no optimiser
+            for name in TRAINING_ONLY:
+                vars(perceptron).pop(name, None)
         self.classes_ = self.bag_.classes_
         return self
 

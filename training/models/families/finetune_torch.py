@@ -135,5 +135,9 @@ def save(tokenizer, model, target: Path) -> None:
 
 
 def load(source: Path):
-    """(tokenizer, model in eval mode) saved by :func:`save`."""
-    return AutoTokenizer.from_pretrained(source), AutoModelForSequenceClassification.from_pretrained(source).eval()
+    """(tokenizer, model in eval mode) saved by :func:`save`: weights from safetensors only (never a pickled
+    ``pytorch_model.bin``), local files only, no code from the folder."""
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(source, use_safetensors=True, local_files_only=True,
+                                                               trust_remote_code=False)
+    return tokenizer, model.eval()

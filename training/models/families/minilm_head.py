@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import Literal, Optional
 
-import joblib
 import numpy as np
 from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 
 from training.data.records import texts_of
+from training.models import storage
 from training.models.encoder import MODEL_BUNDLE, EncoderParams, copy_bundle, embed
 from training.models.families.base import FamilyEstimator
 
@@ -31,7 +31,7 @@ class MiniLMHead(FamilyEstimator):
     folder with an ONNX backend, ``bundle_`` (the folder's own copy of the graph; unset: the cached export)."""
 
     Params = Params
-    FILE = "head.joblib"
+    FILE = "head.skops"
     ENCODER_FILE = "encoder.json"
 
     def _embed(self, records) -> np.ndarray:
@@ -49,7 +49,7 @@ class MiniLMHead(FamilyEstimator):
 
     def save(self, folder: Path) -> None:
         params = self._params()
-        joblib.dump(self.head_, Path(folder) / self.FILE)
+        storage.dump(self.head_, Path(folder) / self.FILE)
         reference = {"encoder": params.encoder, "max_length": params.max_length,
                      "dimension": int(self.head_.coef_.shape[1]), "backend": params.backend}
         if params.backend != "torch":  # the graph goes into the folder: it embeds with its own copy
@@ -63,9 +63,9 @@ class MiniLMHead(FamilyEstimator):
         # the encoder the head was fitted on, as the folder records it
         self.encoder, self.max_length = reference["encoder"], reference["max_length"]
         self.backend = reference.get("backend", "torch")
-        if reference.get("bundle"):
-            self.bundle_ = folder / reference["bundle"]
-        self.head_ = joblib.load(folder / self.FILE)
+        if reference.get("bundle"):  # always the folder's own copy, whatever path the file names
+            self.bundle_ = folder / MODEL_BUNDLE
+        self.head_ = storage.load(folder / self.FILE)
 
 
 Model = MiniLMHead

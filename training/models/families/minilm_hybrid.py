@@ -20,13 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import joblib
 from pydantic import Field
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from training.models import storage
 from training.models.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition,
                                     PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding,
                                     WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
@@ -138,7 +138,7 @@ class MiniLMHybrid(FamilyEstimator):
     """Learned state: ``pipeline_`` (the blocks and heads of :func:`build_pipeline`, fitted), ``classes_``."""
 
     Params = Params
-    FILE = "pipeline.joblib"
+    FILE = "pipeline.skops"
     RULES_FILE = "rules.yaml"  # a readable copy of the rules the saved pipeline votes with
 
     def _fit(self, records, y, params: Params) -> None:
@@ -154,13 +154,13 @@ class MiniLMHybrid(FamilyEstimator):
         return found[0] if found else None
 
     def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline_, Path(folder) / self.FILE)
+        storage.dump(self.pipeline_, Path(folder) / self.FILE)
         save_encoder_files(self.pipeline_, folder)  # an ONNX backend's graph, so the folder is self-contained
         if self.rule_votes is not None:
             (Path(folder) / self.RULES_FILE).write_text(self.rule_votes.rules_text_, encoding="utf-8")
 
     def _load(self, folder: Path) -> None:
-        self.pipeline_ = joblib.load(folder / self.FILE)
+        self.pipeline_ = storage.load(folder / self.FILE)
         use_encoder_files(self.pipeline_, folder)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import joblib
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from training.data.records import texts_of
+from training.models import storage
 from training.models.families.base import FamilyEstimator
 
 
@@ -30,7 +30,7 @@ class TfidfLogReg(FamilyEstimator):
     """Learned state: ``pipeline_`` (TF-IDF → logistic regression over the sentence texts), ``classes_``."""
 
     Params = Params
-    FILE = "pipeline.joblib"
+    FILE = "pipeline.skops"
 
     def _fit(self, records, y, params: Params) -> None:
         self.pipeline_ = Pipeline([
@@ -44,10 +44,10 @@ class TfidfLogReg(FamilyEstimator):
         return self.pipeline_.predict_proba(texts_of(records)), self.pipeline_.classes_
 
     def save(self, folder: Path) -> None:
-        joblib.dump(self.pipeline_, Path(folder) / self.FILE)
+        storage.dump(self.pipeline_, Path(folder) / self.FILE)
 
     def _load(self, folder: Path) -> None:
-        self.pipeline_ = joblib.load(folder / self.FILE)
+        self.pipeline_ = storage.load(folder / self.FILE)
 
 
 Model = TfidfLogReg

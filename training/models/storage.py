@@ -1,0 +1,63 @@
+"""Fitted scikit-learn parts on disk with ``skops.io``: a format that stores data, not code.
+
+A pickle (joblib) file names any callable and calls it while loading, so loading one runs whatever
+it says. A skops file is a zip of JSON and numpy arrays that skops rebuilds node by node, and only
+from types it is told to trust: its own defaults (builtins, numpy and scipy containers, the
+scikit-learn estimators) plus :data:`TRUSTED` below, the few other types this project's models are
+made of. :func:`load` lists the file's types with ``skops.io.get_untrusted_types`` first and refuses
+the file, naming the type, when any of them is not on that list; it never trusts a file as a whole.
+The project's own parts keep only plain data in their state (see their ``__getstate__``), so
+nothing else needs trusting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+# Beyond skops's defaults, exactly the types the families' fitted parts are made of (by full name, so
+# this module imports none of them; a test checks that each name still is a class).
+TRUSTED: frozenset[str] = frozenset({
+    # scikit-learn internals that skops does not trust by default
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # the trees head's fitted trees
+    # this project's blocks and heads (training.models.blocks, training.models.heads)
+    "training.models.blocks.SentenceEmbedding",
+    "training.models.blocks.InnerLayersEmbedding",
+    "training.models.blocks.WholeSentenceEmbedding",
+    "training.models.blocks.PageCoherence",
+    "training.models.blocks.PageEmbedding",
+    "training.models.blocks.PrincipalComponents",
+    "training.models.blocks.WordNgrams",
+    "training.models.blocks.RuleVotes",
+    "training.models.blocks.PagePosition",
+    "training.models.blocks.LineShape",
+    "training.models.blocks.Recurrence",
+    "training.models.heads.BlendedClassifier",
+    "training.models.heads.PerceptronBag",
+})
+
+
+class UntrustedTypeError(ValueError):
+    """A stored file holds a type outside the trusted ones; it was not loaded (the message is one line)."""
+
+
+def dump(obj: Any, path: Path) -> None:
+    """Store ``obj`` (a fitted scikit-learn estimator or one of the project's blocks and heads) at ``path``."""
+    sio.dump(obj, Path(path))
+
+
+def load(path: Path) -> Any:
+    """What :func:`dump` stored at ``path``, or :class:`UntrustedTypeError` naming a type it may not build.
+
+    The bytes are read once, so the file checked is the file loaded.
+    """
+    data = Path(path).read_bytes()
+    beyond_defaults = set(sio.get_untrusted_types(data=data))
+    refused = sorted(beyond_defaults - TRUSTED)
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise UntrustedTypeError(f"{path}: not loaded: it holds type '{refused[0]}'{more}, which is not among the "
+                                 "trusted model parts (scikit-learn, numpy, scipy, training.models)")
+    return sio.loads(data, trusted=sorted(beyond_defaults))
