@@ -39,8 +39,16 @@ TRUSTED: frozenset[str] = frozenset({
 })
 
 
-class UntrustedTypeError(ValueError):
-    """A stored file holds a type outside the trusted ones; it was not loaded (the message is one line)."""
+class StoredFileError(ValueError):
+    """A stored file that was not loaded; the message is one line naming it."""
+
+
+class UntrustedTypeError(StoredFileError):
+    """The file holds a type outside the trusted ones."""
+
+
+class UnreadableFileError(StoredFileError):
+    """The file is no skops file (another format, truncated, edited) or does not rebuild."""
 
 
 def dump(obj: Any, path: Path) -> None:
@@ -54,10 +62,20 @@ def load(path: Path) -> Any:
     The bytes are read once, so the file checked is the file loaded.
     """
     data = Path(path).read_bytes()
-    beyond_defaults = set(sio.get_untrusted_types(data=data))
+    try:
+        beyond_defaults = set(sio.get_untrusted_types(data=data))
+    except Exception as exc:  # not a zip, no schema, a schema skops cannot read: reading it says nothing more
+        raise UnreadableFileError(f"{path}: damaged or not a skops file ({_brief(exc)})") from None
     refused = sorted(beyond_defaults - TRUSTED)
     if refused:
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise UntrustedTypeError(f"{path}: not loaded: it holds type '{refused[0]}'{more}, which is not among the "
                                  "trusted model parts (scikit-learn, numpy, scipy, training.models)")
-    return sio.loads(data, trusted=sorted(beyond_defaults))
+    try:
+        return sio.loads(data, trusted=sorted(beyond_defaults))
+    except Exception as exc:  # trusted types with broken contents (a truncated array, an edited schema)
+        raise UnreadableFileError(f"{path}: damaged, does not rebuild ({_brief(exc)})") from None
+
+
+def _brief(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200] or 'no detail'}"

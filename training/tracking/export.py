@@ -24,7 +24,7 @@ from typing import Any
 from training.core.errors import InputError
 from training.core.system import current_umask, pid_alive
 from training.models.families import family_module
-from training.models.storage import UntrustedTypeError
+from training.models.storage import UnreadableFileError, UntrustedTypeError
 
 MANIFEST = "model.json"
 DIGESTS = "files"  # model.json key: each other file of the folder (relative POSIX path) -> its sha256
@@ -187,6 +187,8 @@ def load_family_model(folder: Path):
         raise
     except UntrustedTypeError as exc:
         raise UnsafeModelError(str(exc)) from None
+    except UnreadableFileError as exc:
+        raise DamagedModelError(f"{exc}; {RETRAIN}") from None
     except Exception as exc:  # unpickling a truncated or edited file raises almost anything
         raise DamagedModelError(f"{folder}: model files are damaged or unreadable ({type(exc).__name__}: "
                                 f"{str(exc)[:200] or 'no detail'}); retrain the model") from None
