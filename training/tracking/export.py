@@ -17,6 +17,7 @@ from training.models.families import family_module
 from training.core.system import recover_folder, staging_folder, swap_in
 
 MANIFEST = "model.json"
+MODEL_FORMAT = 1  # the layout of the folders this code writes and reads (model.json "format"); bump on a change
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +43,7 @@ def write(folder: Path, model, family: str, labels: list[str], config: dict, met
           extra: dict[str, Any] | None = None) -> Path:
     """Save a fitted family model and its manifest into ``folder``."""
     model.save(folder)
-    manifest = {"family": family, "labels": labels, "params": config["model"]["params"],
+    manifest = {"format": MODEL_FORMAT, "family": family, "labels": labels, "params": config["model"]["params"],
                 "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {})}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     return folder
@@ -61,6 +62,10 @@ class DamagedModelError(ValueError):
     """A model folder whose files cannot be read back (truncated, edited, or from an incompatible version)."""
 
 
+class IncompatibleModelError(DamagedModelError):
+    """A model folder in another format than this code reads (written by an older or newer version)."""
+
+
 def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
@@ -74,6 +79,11 @@ def read_manifest(folder: Path) -> dict:
         if isinstance(manifest, dict) else ["(not an object)"]
     if missing:
         raise DamagedModelError(f"{path}: damaged model manifest (no '{missing[0]}'); retrain the model")
+    found = manifest.get("format", 1)  # folders from before the key have format 1's layout
+    if found != MODEL_FORMAT:
+        raise IncompatibleModelError(f"{folder}: model folder format {found!r}, but this version of training reads "
+                                     f"format {MODEL_FORMAT}; retrain the model, or load it with the version "
+                                     "that wrote it")
     return manifest
 
 
