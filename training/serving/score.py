@@ -73,7 +73,8 @@ def unique_ids(source: PageSource, policy: str, out: Path, log) -> tuple[dict[in
     ... occurrence of an id renamed ``<id>~2``, ``<id>~3`` (skipping names the input already uses). Returns
     {row position: new id} and how many ids repeat; all of them are listed in :func:`duplicates_path`."""
     report = duplicates_path(out)
-    repeats = repeated_ids(source) if source.kind != "folder" else None  # file names are unique
+    # file names are unique, and so are the <name>-<row> ids of a table without an id column
+    repeats = repeated_ids(source) if source.kind != "folder" and source.id_column else None
     if repeats is None or not repeats.rows:
         report.unlink(missing_ok=True)
         return {}, 0
@@ -92,16 +93,20 @@ def unique_ids(source: PageSource, policy: str, out: Path, log) -> tuple[dict[in
         item = {"article_id": article, "where": [where for _, where in seen]}
         listed.append({**item, "scored_as": names} if policy == "suffix" else item)
     atomic_write(report, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in listed))
-    shown = [f"'{item['article_id']}' ({', '.join(item['where'][:3])}{', ...' if len(item['where']) > 3 else ''})"
-             for item in listed[:SHOWN_REPEATED_IDS]]
+    shown = [f"'{item['article_id']}' ({_some(item['where'])})" for item in listed[:SHOWN_REPEATED_IDS]]
     if policy != "suffix":
         raise InputError(f"{source.path}: {len(listed)} page id(s) occur more than once: {'; '.join(shown)}"
                          f"{'; ...' if len(listed) > len(shown) else ''}; all listed in {report}; give each page "
                          "its own id, or pass --duplicate-ids suffix to score them as <id>~2, <id>~3, ...")
     for item in listed[:SHOWN_REPEATED_IDS]:
-        log(f"repeated page id in {source.path}: '{item['article_id']}' at {', '.join(item['where'])}: scored as "
-            + ", ".join(f"'{name}'" for name in item["scored_as"]))
+        log(f"repeated page id in {source.path}: '{item['article_id']}' at {_some(item['where'])}: scored as "
+            + _some([f"'{name}'" for name in item["scored_as"]]))
     return renamed, len(listed)
+
+
+def _some(values: list[str], shown: int = 3) -> str:
+    """The first few of ``values``, comma-separated ("..." when there are more): one line stays short."""
+    return ", ".join(values[:shown]) + (", ..." if len(values) > shown else "")
 
 
 # ---------------------------------------------------------------------------------------------- model
