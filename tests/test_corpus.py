@@ -47,7 +47,7 @@ def test_seed_folder_is_segmented_stably():
 def test_bad_folders_and_encodings(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_folder(tmp_path / "missing")
-    with pytest.raises(InputError, match="no \\*.txt articles"):
+    with pytest.raises(InputError, match="no .txt pages"):
         read_folder(tmp_path)
     (tmp_path / "latin.txt").write_bytes("Caf\xe9 talks".encode("latin-1"))
     with pytest.raises(InputError, match="latin.txt: not UTF-8"):

@@ -107,14 +107,14 @@ def test_damaged_model_files_are_one_clear_error(trained_default, tmp_path, dama
 
 def test_a_read_only_project_folder(tmp_path, capsys, monkeypatch):
     """As root chmod cannot make a folder read-only, so the OS refusal is simulated where it would come."""
-    import training.tracking.export as export_module
+    import training.core.system as system_module
     import training.tracking.track as track_module
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "models"))
 
     path = write_config(tmp_path, "readonly")
-    monkeypatch.setattr(export_module.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(system_module.tempfile, "mkdtemp", refuse)
     assert "not writable (permission denied)" in _one_line_error(capsys, ["--config", str(path)])
     monkeypatch.setattr(track_module, "store_lock", refuse)
     assert "cannot write there (Permission denied" in _one_line_error(capsys, ["--config", str(path)])

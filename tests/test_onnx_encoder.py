@@ -107,6 +107,23 @@ def test_batches_cache_and_backend_keys(onnx_cache):
     assert {key[0][0] for key in encoder._cache if isinstance(key[0], tuple)} == {"onnx", "onnx-int8"}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_texts_vector_does_not_depend_on_its_batch_or_the_cache(onnx_cache, seed_sentences, backend):
+    """The int8 graph scales each batch by its own range (a text beside others was up to 0.02 off), the fp32
+    graph split its sums by batch shape (4e-8): each text must get one vector, whatever is encoded with it."""
+    target = seed_sentences[7]
+    alone = encoder.embed([target], backend=backend, use_cache=False)[0]
+    for size in (3, 16, 32):
+        together = encoder.embed(seed_sentences[20:20 + size - 1] + [target], batch_size=size, backend=backend,
+                                 use_cache=False)
+        assert np.array_equal(together[-1], alone), size
+    encoder.clear_cache()
+    encoder.embed(seed_sentences[:20], backend=backend)
+    assert np.array_equal(encoder.embed(seed_sentences[10:40], backend=backend),
+                          encoder.embed(seed_sentences[10:40], backend=backend, use_cache=False))
+
+
 def test_export_is_reused_and_leaves_no_partial_files(onnx_cache, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")

@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from training.cli.guard import guarded
 from training.core.config import PROJECT_ROOT, load_config
-from training.core.errors import InputError
 from training.labelling.stage import build, save_dataset, summary
 
 
@@ -19,16 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. labelling.combiner=label_model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
+
+    def work() -> None:
         config = load_config(args.config, args.overrides)
         labelled = build(config)
         out = save_dataset(labelled, args.out or PROJECT_ROOT / "data" / "labelled" / config.name)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary(labelled, config.labelling.min_rule_precision))
-    print(f"\nlabelled dataset written to {out}")
-    return 0
+        print(summary(labelled, config.labelling.min_rule_precision))
+        print(f"\nlabelled dataset written to {out}")
+
+    return guarded(work)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from training.cli.guard import guarded
 from training.core.errors import InputError
 from training.core.config import load_config
 from training.evaluation.plan import freeze, write_plan
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
+
+    def work() -> None:
         config = load_config(args.config, args.overrides)
         out = args.out or (config.resolve(config.evaluation.plan) if config.evaluation.plan else None)
         if out is None:
@@ -29,11 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         articles = [labelled.sentences[row].article_id for row in labelled.gold_index]
         assigned = freeze(articles, labelled.gold_labels, config.evaluation.folds, config.seed)
         write_plan(out, assigned, config.evaluation.folds, config.seed)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{out}: {len(assigned)} pages in {config.evaluation.folds} folds")
-    return 0
+        print(f"{out}: {len(assigned)} pages in {config.evaluation.folds} folds")
+
+    return guarded(work)
 
 
 if __name__ == "__main__":

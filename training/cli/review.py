@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.cli.guard import guarded
 from training.core.config import Config, load_config
 from training.core.errors import InputError
 from training.data.gold import read_jsonl, text_hash
@@ -184,22 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
+
+    def work() -> None:
         config = load_config(args.config, args.overrides)
         if args.import_file:
             target, new, updated = import_reviews(config, args.import_file, args.into)
             print(f"merged {new} new and {updated} updated reviews into {target}")
-            return 0
+            return
         target = config.resolve(config.labelling.reviewed[-1])
         already = {r["id"] for _, r in read_jsonl(target)} if target.exists() else set()
         labelled = build(config)
         rows = candidates(config, labelled, args.n, already)
         paths = export(rows, labelled.labels, args.out or config.resolve(Path("data/review")))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(rows)} sentences to review:\n" + "\n".join(f"  {p}" for p in paths))
-    return 0
+        print(f"{len(rows)} sentences to review:\n" + "\n".join(f"  {p}" for p in paths))
+
+    return guarded(work)
 
 
 if __name__ == "__main__":

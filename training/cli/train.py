@@ -10,10 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.cli.guard import first_line, guarded
 from training.cli.job import summary, train_one
 from training.cli.sweep import expand, run_sweep
-from training.core.console import Terminated, end_on_sigterm, quiet_third_parties, stop_if_terminated
-from training.core.errors import InputError
+from training.core.console import quiet_third_parties
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
@@ -26,35 +27,25 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [c for c in args.config if "=" in c] + args.overrides
         args.config = [Path(c) for c in args.config if "=" not in c] or None
     quiet_third_parties()
-    end_on_sigterm()
     import mlflow
     from mlflow.exceptions import MlflowException
 
-
-
-    try:
+    def work() -> None:
         configs = expand(args.config, args.overrides)
         if len(configs) == 1:
-            result = train_one(configs[0], promote=not args.no_promote)
-            print("\n" + summary(result))
+            print("\n" + summary(train_one(configs[0], promote=not args.no_promote)))
         else:
             print("\n" + run_sweep(configs, promote=not args.no_promote))
-        stop_if_terminated()
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except MlflowException as exc:  # the tracking server went away mid-run (after its retries), or refused
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        print(f"error: MLflow tracking ({mlflow.get_tracking_uri()}): {first}; no model folder was written or replaced",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"{stopped}: the MLflow run is marked FAILED; "
-              + "; ".join(getattr(exc, "__notes__", None) or ["no model folder was written or replaced"]),
-              file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
-    return 0
+
+    def tracking_failed(exc: Exception) -> str:  # the tracking server went away mid-run (after its retries), or refused
+        return (f"MLflow tracking ({mlflow.get_tracking_uri()}): {first_line(exc)}; "
+                "no model folder was written or replaced")
+
+    def stopped(exc: KeyboardInterrupt) -> str:
+        return "the MLflow run is marked FAILED; " + "; ".join(
+            getattr(exc, "__notes__", None) or ["no model folder was written or replaced"])
+
+    return guarded(work, stopped=stopped, failures={MlflowException: tracking_failed})
 
 
 if __name__ == "__main__":

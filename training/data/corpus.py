@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from training.core.errors import InputError
+from training.data.sources import open_source, problem_of
 
 
 @dataclass(frozen=True)
@@ -269,78 +270,34 @@ def segment_article(article_id: str, text: str, source: str = "") -> list[Senten
     return sentences
 
 
-def read_text_file(path: Path) -> str:
-    """Read a UTF-8 article; a file that is not UTF-8 is an :class:`InputError` naming it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+def read_source(kind: str, path: Path, text_column: str = "text", id_column: str | None = None,
+                source: str = "") -> list[Sentence]:
+    """The sentences of one source (see :mod:`training.data.sources` for its kinds and page ids).
 
-
-def read_folder(folder: Path, source: str = "", pattern: str = "*.txt") -> list[Sentence]:
-    """Read every ``.txt`` article of a folder (article id = file stem), sorted by name."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: corpus folder not found")
-    files = sorted(folder.glob(pattern))
-    if not files:
-        raise InputError(f"{folder}: no {pattern} articles in corpus folder")
-    sentences: list[Sentence] = []
-    for path in files:
-        sentences.extend(segment_article(path.stem, read_text_file(path), source=source))
-    return sentences
-
-
-def _read_table(kind: str, path: Path):
-    """A tabular source as a pandas DataFrame."""
-    import pandas as pd
-
-    if kind == "jsonl":
-        try:
-            return pd.read_json(path, lines=True, dtype=False)
-        except ValueError as exc:
-            raise InputError(f"{path}: not valid JSON Lines ({exc})") from None
-    if kind == "csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if kind == "parquet":
-        return pd.read_parquet(path)
-    if kind == "hf_disk":
-        from datasets import load_from_disk
-
-        return load_from_disk(str(path)).to_pandas()
-    raise InputError(f"{path}: unknown source kind '{kind}'")
-
-
-def read_table(kind: str, path: Path, text_column: str, id_column: str | None, source: str) -> list[Sentence]:
-    """One article per row: its text column is segmented like a .txt article."""
-    if not path.exists():
-        raise InputError(f"{path}: corpus source not found")
-    try:
-        frame = _read_table(kind, path)
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/pyarrow/datasets raise many types for a damaged file
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not a readable {kind} source ({detail})") from None
-    if text_column not in frame.columns:
-        raise InputError(f"{path}: no column '{text_column}' (columns: {', '.join(map(str, frame.columns))})")
-    if id_column is not None and id_column not in frame.columns:
-        raise InputError(f"{path}: no id column '{id_column}'")
-    if frame.empty:
-        raise InputError(f"{path}: corpus source has no rows")
+    Training is strict: a row that cannot be read, a page id used twice or one holding ':' (sentence
+    ids are ``<page id>:<index>``) is an :class:`InputError` naming the file and row.
+    """
+    reader = open_source(path, kind, text_column, id_column, name=source or None)
     sentences: list[Sentence] = []
     seen: set[str] = set()
-    for row, record in enumerate(frame.to_dict("records")):
-        article_id = str(record[id_column]) if id_column else f"{source}-{row:05d}"
-        if article_id in seen or ":" in article_id:
-            raise InputError(f"{path}: row {row + 1}: article id '{article_id}' is duplicated or contains ':'")
-        seen.add(article_id)
-        text = record[text_column]
-        if not isinstance(text, str):
-            raise InputError(f"{path}: row {row + 1}: '{text_column}' is not text")
-        sentences.extend(segment_article(article_id, text, source=source))
+    for page in reader.pages():
+        page = reader.load(page)
+        problem = problem_of(page, empty_ok=True)
+        if problem:
+            raise InputError(f"{reader.path}: {page.where}: {problem}")
+        if page.article_id in seen or ":" in page.article_id:
+            raise InputError(f"{reader.path}: {page.where}: article id '{page.article_id}' is duplicated or "
+                             "contains ':'")
+        seen.add(page.article_id)
+        sentences.extend(segment_article(page.article_id, page.text, source=source))
+    if not seen:
+        raise InputError(f"{reader.path}: corpus source has no rows")
     return sentences
+
+
+def read_folder(folder: Path, source: str = "") -> list[Sentence]:
+    """Every ``.txt`` article of a folder (article id = file stem), sorted by name."""
+    return read_source("folder", folder, source=source)
 
 
 def load_sources(sources, resolve) -> list[Sentence]:
@@ -360,10 +317,7 @@ def load_sources(sources, resolve) -> list[Sentence]:
             skipped.append(f"'{spec.name}' ({path})")
             continue
         before = len(sentences)
-        if spec.kind == "folder":
-            sentences.extend(read_folder(path, source=spec.name))
-        else:
-            sentences.extend(read_table(spec.kind, path, spec.text_column, spec.id_column, spec.name))
+        sentences.extend(read_source(spec.kind, path, spec.text_column, spec.id_column, spec.name))
         pages = len({s.article_id for s in sentences[before:]})
         read.append(f"{spec.name} ({pages} pages)")
     if skipped:

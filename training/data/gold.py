@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 
 from training.data.corpus import Sentence
 from training.core.errors import InputError
+from training.core.system import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,7 @@ def load_gold(
 
 
 def write_gold(path: Path, gold: Iterable[GoldLabel], sentences: Mapping[str, Sentence]) -> None:
-    """Write gold labels with the hash of each sentence's current text."""
-    with path.open("w", encoding="utf-8") as handle:
-        for item in gold:
-            record = {"id": item.id, "sha": text_hash(sentences[item.id].text), "label": item.label,
-                      "secondary": list(item.secondary)}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    """Write gold labels with the hash of each sentence's current text (in one rename)."""
+    records = ({"id": item.id, "sha": text_hash(sentences[item.id].text), "label": item.label,
+                "secondary": list(item.secondary)} for item in gold)
+    atomic_write(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))

@@ -150,17 +150,15 @@ def to_dataset(labelled: Labelled):
 
 
 def save_dataset(labelled: Labelled, folder: Path) -> Path:
-    """Write the dataset atomically (a temp folder renamed into place)."""
+    """Write the dataset atomically (built in a staging folder, swapped into place)."""
     import shutil
-    import tempfile
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    from training.core.system import staging_folder, swap_in
+
+    staging = staging_folder(folder)
     try:
-        to_dataset(labelled).save_to_disk(str(staging / "data"))
-        if folder.exists():
-            shutil.rmtree(folder)
-        (staging / "data").rename(folder)
+        to_dataset(labelled).save_to_disk(str(staging))
+        swap_in(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

