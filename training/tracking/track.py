@@ -242,6 +242,7 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame, wrapper
         name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
         code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
         registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
+        model_config=getattr(wrapper, "default_config", None),  # serve-time overrides need the keys logged
     )
 
 
