@@ -3,6 +3,11 @@
 A record is a sentence that keeps its page: ``text``, ``article_id`` and ``index`` (position in
 the page, 0-based). Records travel as a pandas DataFrame with those three columns. Bare strings
 become one-sentence pages, so a context-aware model sees no neighbours for them.
+
+A text longer than ``corpus.MAX_UNIT`` (4,000) characters, longer than any sentence segmentation
+makes, is read as the first piece segmentation would cut it into (:func:`readable`), by every
+block of every family: that keeps the time per record bounded whatever is sent, and changes
+nothing for the sentences of pages.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+from training.data.corpus import MAX_UNIT, safe_pieces
 
 _CHECKED = "sentence_records"  # DataFrame.attrs flag: already checked and normalised here
 
@@ -36,14 +43,29 @@ def as_records(data: Any) -> pd.DataFrame:
     return out
 
 
+def readable(text: str) -> str:
+    """What a model reads of one record's text: all of it up to ``MAX_UNIT`` characters.
+
+    A longer text (a whole page sent as one "sentence", a run of 64,000 digits) is cut where a
+    page line of that length is cut before segmentation (``corpus.safe_pieces``): after the last
+    sentence end within its first 2,000 characters, else at the last space there, else at 2,000.
+    """
+    if len(text) <= MAX_UNIT:
+        return text
+    _, end = next(iter(safe_pieces(text)))
+    return text[:end]
+
+
 def _from_items(items: list) -> pd.DataFrame:
     if items and hasattr(items[0], "article_id") and hasattr(items[0], "text"):  # corpus.Sentence
-        return pd.DataFrame({"text": [s.text for s in items], "article_id": [str(s.article_id) for s in items],
+        return pd.DataFrame({"text": [readable(s.text) for s in items],
+                             "article_id": [str(s.article_id) for s in items],
                              "index": np.array([s.index for s in items], dtype=np.int64)})
     for position, text in enumerate(items):
         if not isinstance(text, str):
             raise TypeError(f"texts[{position}] is {type(text).__name__}, not str")
-    return pd.DataFrame({"text": items, "article_id": [f"_sentence-{i}" for i in range(len(items))],
+    return pd.DataFrame({"text": [readable(t) for t in items],
+                         "article_id": [f"_sentence-{i}" for i in range(len(items))],
                          "index": np.zeros(len(items), dtype=np.int64)})
 
 
@@ -62,7 +84,7 @@ def _from_frame(frame: pd.DataFrame) -> pd.DataFrame:
         index = frame["index"].astype(np.int64).to_numpy()
     else:
         index = pd.Series(articles).groupby(articles, sort=False).cumcount().to_numpy(dtype=np.int64)
-    return pd.DataFrame({"text": texts, "article_id": articles, "index": index})
+    return pd.DataFrame({"text": [readable(t) for t in texts], "article_id": articles, "index": index})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from training.data.corpus import Sentence
 from training.core.errors import InputError
+from training.labelling.patterns import ambiguity
 
 ABSTAIN = -1
 _TERMINAL = re.compile(r"[.!?…:][\"'”’)\]]*$")
@@ -56,6 +57,19 @@ class Rule(BaseModel):
             except re.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _linear(self) -> "Rule":
+        """Refuse patterns that can backtrack catastrophically (one sentence would hang labelling)."""
+        flags = 0 if self.case_sensitive else re.IGNORECASE
+        for key in ("pattern", "unless"):
+            value = getattr(self, key)
+            problem = ambiguity(value, flags) if value else None
+            if problem:
+                raise ValueError(f"rule '{self.name}': {key} '{value}': {problem}, so one sentence could take "
+                                 "exponential time; bound the inner repeat or make it possessive ('x++') or "
+                                 "atomic ('(?>...)')")
+        return self
 
     @model_validator(mode="after")
     def _has_condition(self) -> "Rule":

@@ -9,7 +9,9 @@
 
 Context-aware models (the default) see a sentence's neighbours only when whole pages come in
 (``classify_article(s)`` or records with ``article_id``/``index`` to ``predict_records``).
-Models are cached; a retrained folder or a moved alias is loaded anew.
+Models are cached; a retrained folder or a moved alias is loaded anew. A string (or record text)
+over 4,000 characters is read as its first piece (``training.data.records.readable``), so no
+single "sentence" costs more than a bounded time; pages are cut at safe points before segmentation.
 """
 
 from __future__ import annotations

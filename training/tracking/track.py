@@ -273,6 +273,7 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame, wrapper
         code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
         registered_model_name=config.tracking.registered_model,
         pip_requirements=pip_requirements(config.model.family, config.model.params),
+        model_config=getattr(wrapper, "default_config", None),  # serve-time overrides need the keys logged
     )
 
 
