@@ -196,13 +196,34 @@ def log_datasets(dataset, config: Config) -> None:
     frame = dataset.to_pandas()
     frame["label"] = dataset.features["label"].int2str(frame["label"].tolist())
     paths = {spec.name: str(config.resolve(spec.path).resolve()) for spec in config.sources}
+    inputs = []
     for name, rows in frame.groupby("source", sort=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's notice about inferring the schema
             ds = mlflow.data.from_pandas(rows.reset_index(drop=True), source=paths.get(name, name),
                                          targets="label", name=f"{config.name}:{name}")
         trains = config.train_sources is None or name in config.train_sources
-        mlflow.log_input(ds, context="training" if trains else "evaluation")  # read for scoring only
+        inputs.append((ds, "training" if trains else "evaluation"))  # evaluation: read for scoring only
+    # MLflow looks a dataset up and inserts it when missing: two runs doing that at once on a new store
+    # both insert it (UNIQUE constraint failed: datasets...). The lock serialises runs of this machine;
+    # for runs elsewhere the loser logs again, and finds the winner's row.
+    with store_lock(mlflow.get_tracking_uri()):
+        for ds, context in inputs:
+            _log_input(ds, context)
+
+
+def _log_input(ds, context: str) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_input(ds, context=context)
+    except MlflowException as exc:
+        text = str(exc)
+        if "datasets" not in text or not any(word in text for word in ("UNIQUE constraint", "IntegrityError",
+                                                                       "duplicate key", "Duplicate entry")):
+            raise
+        mlflow.log_input(ds, context=context)
 
 
 def pip_requirements() -> list[str]:
