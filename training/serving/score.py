@@ -20,6 +20,8 @@ are skipped: the first few are printed, one line each, and all of them are liste
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import math
@@ -34,6 +36,7 @@ from typing import Any, Iterator
 
 from training.core.errors import InputError
 from training.core.system import atomic_write
+from training.core.targets import reason, refused
 
 FORMAT_VERSION = 1
 OUTPUT_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl"}
@@ -386,8 +389,11 @@ def write_part(rows: list[dict], path: Path, fmt: str, schema) -> None:
         import pyarrow.parquet as pq
 
         tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-        os.replace(tmp, path)
+        try:
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+            os.replace(tmp, path)
+        finally:  # a full disk leaves no half-written part behind
+            tmp.unlink(missing_ok=True)
     else:
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
@@ -460,6 +466,33 @@ def _prepare_staging(staging: Path, fingerprint: dict, log) -> None:
     _write_json(state, fingerprint)
 
 
+def _refused_writes_are_one_line(score_function):
+    """A full disk or a read-only folder while scoring is one line naming the output, which is left as it was.
+
+    The output is renamed into place only at the end, so it is never half written; finished chunks stay
+    in the staging folder and the same command, run again once there is room, continues after them.
+    """
+    @functools.wraps(score_function)
+    def scoring(input_path: Path, model: str, out: Path, *args, **kwargs) -> "ScoreResult":
+        try:
+            return score_function(input_path, model, out, *args, **kwargs)
+        except OSError as exc:
+            if not refused(exc):
+                raise
+            out, name = Path(out), exc.filename
+            staging = staging_folder(out)
+            if name is not None and exc.errno in (errno.EACCES, errno.EPERM) \
+                    and Path(name).resolve().parent not in (out.resolve().parent, staging.resolve()):
+                raise InputError(f"{name}: {reason(exc)}") from None  # reading the input, not writing
+            at = f" at {name}" if name is not None and Path(name) != out else ""
+            kept = len(list(staging.glob("part-*.done.json"))) if staging.is_dir() else 0
+            raise InputError(f"{out}: cannot write ({reason(exc)}{at}); it was not written or replaced"
+                             + (f"; {kept} finished chunk(s) are kept in {staging}" if kept else "")
+                             + "; make room (or make it writable) and run the same command again") from None
+    return scoring
+
+
+@_refused_writes_are_one_line
 def score(input_path: Path, model: str, out: Path, text_column: str = "text", id_column: str | None = None,
           chunk_size: int = 500, progress: bool | None = None, log=None) -> ScoreResult:
     """Score every page of ``input_path`` into ``out``; see the module docstring. Usage problems raise InputError."""

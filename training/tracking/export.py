@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from training.core.errors import InputError
+from training.core.targets import reason, refused, refused_writes
 from training.models.families import family_module
 from training.core.system import current_umask, pid_alive
 
@@ -58,19 +59,23 @@ def stage(dest: Path) -> Path:
         folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}-staging-{os.getpid()}-", dir=dest.parent))
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"output_dir {dest.parent}: exists but is not a folder") from None
-    except PermissionError:
-        raise InputError(f"output_dir {dest.parent}: not writable (permission denied)") from None
+    except OSError as exc:  # a read-only mount (EROFS) as much as a permission
+        if not refused(exc):
+            raise
+        raise InputError(f"output_dir {dest.parent}: not writable ({reason(exc).lower()})") from None
     folder.chmod(0o777 & ~current_umask())
     return folder
 
 
 def write(folder: Path, model, family: str, labels: list[str], config: dict, metrics: dict,
           extra: dict[str, Any] | None = None) -> Path:
-    """Save a fitted family model and its manifest into ``folder``."""
-    model.save(folder)
+    """Save a fitted family model and its manifest into ``folder``; a full disk is one line naming its folder."""
     manifest = {"family": family, "labels": labels, "params": config["model"]["params"],
                 "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {})}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    with refused_writes(f"output_dir {folder.parent}", "cannot write the model",
+                        "no model folder was written or replaced"):
+        model.save(folder)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     return folder
 
 

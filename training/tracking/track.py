@@ -20,6 +20,7 @@ import pandas as pd
 
 from training.core.config import PROJECT_ROOT, Config
 from training.core.errors import InputError
+from training.core.targets import reason, refused, refused_writes
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
@@ -81,6 +82,7 @@ def store_lock(uri: str):
 def configure(config: Config) -> str:
     """Point MLflow at the config's store; a new store and the experiment are created under a lock."""
     import mlflow
+    from sqlalchemy.exc import OperationalError
 
     uri = tracking_uri(config)
     if uri.startswith(("http://", "https://")):
@@ -92,8 +94,13 @@ def configure(config: Config) -> str:
         with store_lock(uri):
             mlflow.set_tracking_uri(uri)
             experiment = mlflow.set_experiment(config.tracking.experiment)
-    except PermissionError as exc:
-        raise InputError(f"MLflow store {uri}: cannot write there ({exc.strerror}: {exc.filename})") from None
+    except OSError as exc:
+        if not refused(exc):
+            raise
+        raise InputError(f"MLflow store {uri}: cannot write there ({reason(exc)}: {exc.filename})") from None
+    except OperationalError as exc:  # creating a store on a full disk: "database or disk is full", unwrapped
+        words = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InputError(f"MLflow store {uri}: cannot create or open it ({words})") from None
     for line in end_orphaned_runs(experiment.experiment_id):
         log.warning(line)
     return uri
@@ -134,13 +141,25 @@ def git_commit() -> str:
 
 @contextmanager
 def start_run(config: Config, nested: bool = False, parent_tags: dict | None = None) -> Iterator:
-    """A run with the standard name and tags; MLflow ends it FAILED if the body raises."""
+    """A run with the standard name and tags; MLflow ends it FAILED if the body raises.
+
+    A write the system refuses in the body (a full disk, a read-only folder) is one line: the model
+    folder and the artifact store name themselves; any other write names its file, or where it can be.
+    """
     import mlflow
 
     tags = {"git_commit": git_commit(), "model_family": config.model.family, "config_name": config.name,
             "process": this_process(), **(parent_tags or {})}
     with mlflow.start_run(run_name=config.name, nested=nested, tags=tags) as run:
-        yield run
+        try:
+            yield run
+        except OSError as exc:
+            if not refused(exc):
+                raise
+            where = exc.filename or (f"the out-of-fold store {config.resolve(config.evaluation.store)} or the "
+                                     f"temp folder {tempfile.gettempdir()}")
+            raise InputError(f"{where}: cannot write ({reason(exc)}); the MLflow run {run.info.run_id} is marked "
+                             "FAILED and no model folder was written or replaced") from None
 
 
 def log_params(config: Config) -> None:
@@ -165,10 +184,20 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
+@contextmanager
+def _artifact_writes() -> Iterator[None]:
+    """A full or read-only artifact store is one line naming it (MLflow passes the OSError on as it is)."""
+    import mlflow
+
+    with refused_writes(f"MLflow artifact store {mlflow.get_artifact_uri()}"):
+        yield
+
+
 def log_file(path: Path, artifact_path: str | None = None) -> None:
     import mlflow
 
-    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    with _artifact_writes():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 def log_table(rows: list[dict], name: str) -> None:
@@ -179,9 +208,10 @@ def log_table(rows: list[dict], name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.csv"
         frame.to_csv(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="tables")
+        log_file(path, "tables")
     if not frame.empty:
-        mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
+        with _artifact_writes():
+            mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
 
 
 def log_datasets(dataset, config: Config) -> None:
@@ -259,11 +289,12 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame, wrapper
                      ColSpec("string", "page", required=False)])  # whole pages instead of text: see pyfunc.py
     outputs = infer_signature(example, wrapper.predict(None, example)).outputs
     signature = ModelSignature(inputs=inputs, outputs=outputs)
-    return mlflow.pyfunc.log_model(
-        name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
-        code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
-        registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
-    )
+    with _artifact_writes():
+        return mlflow.pyfunc.log_model(
+            name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
+            code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
+            registered_model_name=config.tracking.registered_model, pip_requirements=pip_requirements(),
+        )
 
 
 @dataclass(frozen=True)
