@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -360,3 +361,102 @@ def test_the_scorer_onto_a_real_full_disk(scored, full_mount, capsys):
     line = _one_line_error(capsys, main, [str(pages), "--model", str(model), "--out", str(out), "--no-progress"])
     assert line.startswith(f"error: {out}: cannot write (No space left on device"), line
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ case 8: targets checked before any work
+
+
+@pytest.fixture
+def no_labelling(monkeypatch):
+    """Labelling raises if reached: whatever is reported came before it."""
+    import training.cli.job as job
+
+    def reached(config):
+        raise AssertionError("labelling started before the targets were checked")
+
+    monkeypatch.setattr(job, "build", reached)
+
+
+@pytest.mark.parametrize("case", ["output_dir is a file", "model folder is a file", "folds above the plan's",
+                                  "output_dir read-only", "out-of-fold store read-only", "MLflow store read-only",
+                                  "MLflow artifacts read-only"])
+def test_bad_targets_are_reported_before_labelling(tmp_path, capsys, monkeypatch, no_labelling, case):
+    from training.cli.train import main
+
+    sections, expected = {}, ""
+    if case == "output_dir is a file":
+        (tmp_path / "taken").write_text("not a folder")
+        sections, expected = {"output_dir": str(tmp_path / "taken")}, f"output_dir {tmp_path / 'taken'}: exists but"
+    elif case == "model folder is a file":
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / "target").write_text("not a model")
+        expected = f"output_dir {tmp_path / 'models' / 'target'}: exists but is not a folder"
+    elif case == "folds above the plan's":
+        sections = {"evaluation": {"folds": 7, "plan": str(ROOT / "data/gold/folds.json")}}
+        expected = "the plan has 5 folds but key 'evaluation.folds' is 7"
+    elif case == "output_dir read-only":
+        _refuse(monkeypatch, tmp_path)  # models/ does not exist yet: its nearest folder decides
+        expected = f"output_dir {tmp_path / 'models'}: not writable"
+    elif case == "out-of-fold store read-only":
+        (tmp_path / "out_of_fold").mkdir()
+        _refuse(monkeypatch, tmp_path / "out_of_fold")
+        expected = f"evaluation.store {tmp_path / 'out_of_fold'}: not writable"
+    elif case == "MLflow store read-only":
+        MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # the store exists
+        _refuse(monkeypatch, tmp_path / "mlflow.db")
+        expected = f"MLflow store {tmp_path / 'mlflow.db'}: not writable"
+    else:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment(
+            "tests", artifact_location=str(tmp_path / "artifacts"))
+        (tmp_path / "artifacts").mkdir()
+        _refuse(monkeypatch, tmp_path / "artifacts")
+        expected = f"MLflow artifact store {tmp_path / 'artifacts'}: not writable"
+    path = write_config(tmp_path, "target", **sections)
+    assert expected in _one_line_error(capsys, main, ["--config", str(path)])
+
+
+@pytest.mark.parametrize("target", ["output_dir", "MLflow store"])
+def test_a_real_read_only_target_is_reported_before_labelling(tmp_path, capsys, no_labelling, read_only_mount,
+                                                              target):
+    from training.cli.train import main
+
+    if target == "output_dir":
+        path = write_config(tmp_path, "ro", output_dir=str(read_only_mount / "models"))
+        expected = f"output_dir {read_only_mount / 'models'}: not writable (read-only file system"
+    else:
+        path = write_config(tmp_path, "ro", tracking={"tracking_uri": f"sqlite:///{read_only_mount / 'mlflow.db'}",
+                                                      "experiment": "tests", "registered_model": None})
+        expected = f"MLflow store {read_only_mount / 'mlflow.db'}: not writable (read-only file system"
+    assert expected in _one_line_error(capsys, main, ["--config", str(path)])
+
+
+@pytest.fixture
+def no_tracking_uri(tmp_path, monkeypatch):
+    """A fresh process's MLflow: no tracking URI set anywhere, the working folder empty."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri mirrors itself into the environment
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    yield tmp_path
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize("uri", ["models:/sentence-classifier@champion", "models:/sentence-classifier/1"])
+def test_a_registry_lookup_without_a_store_creates_none(no_tracking_uri, uri):
+    from training.serving.predict import ModelNotFoundError, load
+
+    store = re.escape(str(no_tracking_uri / "mlflow.db"))
+    with pytest.raises(ModelNotFoundError,
+                       match=rf"no MLflow store at {store} for {re.escape(uri)}.*MLFLOW_TRACKING_URI"):
+        load(uri)
+    assert list(no_tracking_uri.iterdir()) == []
+
+
+def test_the_scorer_with_an_alias_and_no_store_creates_none(no_tracking_uri, capsys):
+    from training.cli.score import main
+
+    (no_tracking_uri / "pages").mkdir()
+    (no_tracking_uri / "pages" / "a.txt").write_text("Shoigu met Austin.")
+    line = _one_line_error(capsys, main, ["pages", "--model", "models:/m@champion", "--out", "out.parquet"])
+    assert line.startswith("error: --model models:/m@champion: no MLflow store at"), line
+    assert sorted(p.name for p in no_tracking_uri.iterdir()) == ["pages"]

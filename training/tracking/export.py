@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from training.core.errors import InputError
-from training.core.targets import reason, refused, refused_writes
+from training.core.targets import check_writable_folder, reason, refused, refused_writes
 from training.models.families import family_module
 from training.core.system import current_umask, pid_alive
 
@@ -42,6 +42,13 @@ def recover(dest: Path) -> list[str]:
         elif dest.exists():
             shutil.rmtree(old, ignore_errors=True)
     return done
+
+
+def check_target(dest: Path) -> None:
+    """Before any work: a model can be staged beside ``dest`` and swapped in (``dest`` is no file)."""
+    check_writable_folder(dest.parent, "output_dir")
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"output_dir {dest}: exists but is not a folder")
 
 
 def stage(dest: Path) -> Path:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from training.core.config import PROJECT_ROOT, Config
 from training.core.errors import InputError
-from training.core.targets import reason, refused, refused_writes
+from training.core.targets import check_writable_file, check_writable_folder, reason, refused, refused_writes
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
@@ -79,8 +79,41 @@ def store_lock(uri: str):
     return FileLock(str(path), timeout=600)
 
 
+def local_path(uri: str | None) -> Path | None:
+    """The local file or folder behind a store or artifact URI (sqlite file, file: URI, bare path); else None."""
+    from urllib.parse import urlparse
+
+    if not uri or uri.startswith("databricks"):
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+    if scheme == "file":
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return Path(local_file_uri_to_path(uri))
+    return Path(uri) if scheme == "" else None  # http(s), databricks, mlflow-artifacts:, s3: ... are not ours
+
+
+def check_store_writable(uri: str) -> None:
+    """A local store takes writes (checked before any work, not when the run starts after minutes of labelling)."""
+    path = local_path(uri)
+    if path is None:
+        return
+    if uri.startswith("sqlite:"):
+        check_writable_file(path, "MLflow store")
+    else:
+        check_writable_folder(path, "MLflow store")
+
+
 def configure(config: Config) -> str:
-    """Point MLflow at the config's store; a new store and the experiment are created under a lock."""
+    """Point MLflow at the config's store; a new store and the experiment are created under a lock.
+
+    The store and the experiment's artifact folder must take writes: a read-only one fails here, in a second.
+    """
     import mlflow
     from sqlalchemy.exc import OperationalError
 
@@ -90,6 +123,7 @@ def configure(config: Config) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # ... (1 + 2 + 4 s), then fail
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     check_reachable(uri)
+    check_store_writable(uri)
     try:
         with store_lock(uri):
             mlflow.set_tracking_uri(uri)
@@ -101,6 +135,9 @@ def configure(config: Config) -> str:
     except OperationalError as exc:  # creating a store on a full disk: "database or disk is full", unwrapped
         words = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise InputError(f"MLflow store {uri}: cannot create or open it ({words})") from None
+    artifacts = local_path(experiment.artifact_location)
+    if artifacts is not None:
+        check_writable_folder(artifacts, "MLflow artifact store")
     for line in end_orphaned_runs(experiment.experiment_id):
         log.warning(line)
     return uri
