@@ -20,6 +20,7 @@ from training.core.config import Config
 from training.core.console import stop_if_terminated
 from training.core.seeding import seed_everything
 from training.core.errors import InputError
+from training.core.targets import check_writable_folder
 from training.data.records import take
 from training.evaluation.cv import Evaluation, evaluate, flat_metrics, plot_confusion, trainable_rows
 from training.evaluation.suspects import label_issues
@@ -113,10 +114,25 @@ def _explained_fit_errors(config: Config) -> Iterator[None]:
         raise
 
 
+def check_targets(config: Config) -> None:
+    """Before any labelling or training work: where the run writes takes writes, and the plan fits the folds.
+
+    Each of these would otherwise fail only when it is reached, after minutes of labelling and cross-validation.
+    The MLflow store and its artifact folder are checked by :func:`track.configure`, called next.
+    """
+    from training.evaluation.plan import load_plan
+
+    export.check_target(config.resolve(config.output_dir) / config.name)
+    check_writable_folder(config.resolve(config.evaluation.store), "evaluation.store")
+    if config.evaluation.plan is not None:
+        load_plan(config.resolve(config.evaluation.plan), config.evaluation.folds)
+
+
 def train_one(config: Config, nested: bool = False, promote: bool = True) -> TrainResult:
     """Label, cross-validate, fit on everything, log one MLflow run and export the model."""
     started = time.perf_counter()
     seed_everything(config.seed)
+    check_targets(config)
     track.configure(config)
     labelled = build(config)
     if len(labelled.gold) == 0:

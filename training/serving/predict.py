@@ -124,7 +124,22 @@ def _load_cached(path: str, stamp: object = None) -> SentenceClassifier:
 
 
 def resolve_alias(uri: str) -> str:
-    """``models:/name@alias`` → ``models:/name/<version>`` the alias points at now; other URIs unchanged."""
+    """``models:/name@alias`` → ``models:/name/<version>`` the alias points at now; other URIs unchanged.
+
+    A lookup only reads: with no store where MLflow would look (no tracking URI set means ``./mlflow.db``),
+    it says so instead of letting MLflow create an empty store there.
+    """
+    if not uri.startswith(("models:/", "runs:/")):
+        return uri
+    import mlflow
+
+    from training.tracking.track import local_path
+
+    store = mlflow.get_registry_uri() if uri.startswith("models:/") else mlflow.get_tracking_uri()
+    path = local_path(store)
+    if path is not None and not path.exists():
+        raise ModelNotFoundError(f"no MLflow store at {path.resolve()} for {uri}: set MLFLOW_TRACKING_URI (or "
+                                 "mlflow.set_tracking_uri) to the store that holds it")
     if not uri.startswith("models:/") or "@" not in uri:
         return uri
     from mlflow import MlflowClient

@@ -26,6 +26,8 @@ usage is one line ``error: ...`` and exit code 2.
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +40,7 @@ from typing import Any, Iterator
 
 from training.core.errors import InputError
 from training.core.system import atomic_write, replacing
+from training.core.targets import reason, refused
 from training.data.sources import Page, PageSource, open_source, problem_of, repeated_ids
 
 FORMAT_VERSION = 1
@@ -262,6 +265,33 @@ def _prepare_staging(staging: Path, fingerprint: dict, log) -> None:
     _write_json(state, fingerprint)
 
 
+def _refused_writes_are_one_line(score_function):
+    """A full disk or a read-only folder while scoring is one line naming the output, which is left as it was.
+
+    The output is renamed into place only at the end, so it is never half written; finished chunks stay
+    in the staging folder and the same command, run again once there is room, continues after them.
+    """
+    @functools.wraps(score_function)
+    def scoring(input_path: Path, model: str, out: Path, *args, **kwargs) -> "ScoreResult":
+        try:
+            return score_function(input_path, model, out, *args, **kwargs)
+        except OSError as exc:
+            if not refused(exc):
+                raise
+            out, name = Path(out), exc.filename
+            staging = staging_folder(out)
+            if name is not None and exc.errno in (errno.EACCES, errno.EPERM) \
+                    and Path(name).resolve().parent not in (out.resolve().parent, staging.resolve()):
+                raise InputError(f"{name}: {reason(exc)}") from None  # reading the input, not writing
+            at = f" at {name}" if name is not None and Path(name) != out else ""
+            kept = len(list(staging.glob("part-*.done.json"))) if staging.is_dir() else 0
+            raise InputError(f"{out}: cannot write ({reason(exc)}{at}); it was not written or replaced"
+                             + (f"; {kept} finished chunk(s) are kept in {staging}" if kept else "")
+                             + "; make room (or make it writable) and run the same command again") from None
+    return scoring
+
+
+@_refused_writes_are_one_line
 def score(input_path: Path, model: str, out: Path, text_column: str = "text", id_column: str | None = None,
           chunk_size: int = 500, progress: bool | None = None, log=None, source_name: str | None = None,
           duplicate_ids: str = "refuse") -> ScoreResult:

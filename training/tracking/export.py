@@ -22,6 +22,7 @@ from typing import Any
 
 from training.core.errors import InputError
 from training.core.system import recover_folder, staging_folder, swap_in
+from training.core.targets import check_writable_folder, reason, refused, refused_writes
 from training.models.families import family_module
 from training.models.storage import UnreadableFileError, UntrustedTypeError
 
@@ -39,6 +40,13 @@ def recover(dest: Path) -> list[str]:
     return recover_folder(dest)
 
 
+def check_target(dest: Path) -> None:
+    """Before any work: a model can be staged beside ``dest`` and swapped in (``dest`` is no file)."""
+    check_writable_folder(dest.parent, "output_dir")
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"output_dir {dest}: exists but is not a folder")
+
+
 def stage(dest: Path) -> Path:
     """A fresh staging folder next to ``dest`` (:func:`training.core.system.staging_folder`), after cleaning up
     what a killed run left there; an unusable ``output_dir`` is one :class:`InputError` line."""
@@ -48,8 +56,10 @@ def stage(dest: Path) -> Path:
         return staging_folder(dest)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"output_dir {dest.parent}: exists but is not a folder") from None
-    except PermissionError:
-        raise InputError(f"output_dir {dest.parent}: not writable (permission denied)") from None
+    except OSError as exc:  # a read-only mount (EROFS) as much as a permission
+        if not refused(exc):
+            raise
+        raise InputError(f"output_dir {dest.parent}: not writable ({reason(exc).lower()})") from None
 
 
 def _sha256(path: Path) -> str:
@@ -75,12 +85,15 @@ def file_digests(folder: Path) -> dict[str, str]:
 
 def write(folder: Path, model, family: str, labels: list[str], config: dict, metrics: dict,
           extra: dict[str, Any] | None = None) -> Path:
-    """Save a fitted family model into ``folder``, then its manifest with the digests of the files just written."""
-    model.save(folder)
-    manifest = {"format": MODEL_FORMAT, "family": family, "labels": labels, "params": config["model"]["params"],
-                "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {}),
-                DIGESTS: file_digests(folder)}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    """Save a fitted family model into ``folder``, then its manifest with the digests of the files just written;
+    a full disk is one line naming its folder."""
+    with refused_writes(f"output_dir {folder.parent}", "cannot write the model",
+                        "no model folder was written or replaced"):
+        model.save(folder)
+        manifest = {"format": MODEL_FORMAT, "family": family, "labels": labels, "params": config["model"]["params"],
+                    "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {}),
+                    DIGESTS: file_digests(folder)}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     return folder
 
 

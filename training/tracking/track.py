@@ -20,6 +20,7 @@ import pandas as pd
 
 from training.core.config import PROJECT_ROOT, Config
 from training.core.errors import InputError
+from training.core.targets import check_writable_file, check_writable_folder, reason, refused, refused_writes
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
@@ -78,9 +79,43 @@ def store_lock(uri: str):
     return FileLock(str(path), timeout=600)
 
 
+def local_path(uri: str | None) -> Path | None:
+    """The local file or folder behind a store or artifact URI (sqlite file, file: URI, bare path); else None."""
+    from urllib.parse import urlparse
+
+    if not uri or uri.startswith("databricks"):
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+    if scheme == "file":
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return Path(local_file_uri_to_path(uri))
+    return Path(uri) if scheme == "" else None  # http(s), databricks, mlflow-artifacts:, s3: ... are not ours
+
+
+def check_store_writable(uri: str) -> None:
+    """A local store takes writes (checked before any work, not when the run starts after minutes of labelling)."""
+    path = local_path(uri)
+    if path is None:
+        return
+    if uri.startswith("sqlite:"):
+        check_writable_file(path, "MLflow store")
+    else:
+        check_writable_folder(path, "MLflow store")
+
+
 def configure(config: Config) -> str:
-    """Point MLflow at the config's store; a new store and the experiment are created under a lock."""
+    """Point MLflow at the config's store; a new store and the experiment are created under a lock.
+
+    The store and the experiment's artifact folder must take writes: a read-only one fails here, in a second.
+    """
     import mlflow
+    from sqlalchemy.exc import OperationalError
 
     uri = tracking_uri(config)
     if uri.startswith(("http://", "https://")):
@@ -88,12 +123,21 @@ def configure(config: Config) -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # ... (1 + 2 + 4 s), then fail
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     check_reachable(uri)
+    check_store_writable(uri)
     try:
         with store_lock(uri):
             mlflow.set_tracking_uri(uri)
             experiment = mlflow.set_experiment(config.tracking.experiment)
-    except PermissionError as exc:
-        raise InputError(f"MLflow store {uri}: cannot write there ({exc.strerror}: {exc.filename})") from None
+    except OSError as exc:
+        if not refused(exc):
+            raise
+        raise InputError(f"MLflow store {uri}: cannot write there ({reason(exc)}: {exc.filename})") from None
+    except OperationalError as exc:  # creating a store on a full disk: "database or disk is full", unwrapped
+        words = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InputError(f"MLflow store {uri}: cannot create or open it ({words})") from None
+    artifacts = local_path(experiment.artifact_location)
+    if artifacts is not None:
+        check_writable_folder(artifacts, "MLflow artifact store")
     for line in end_orphaned_runs(experiment.experiment_id):
         log.warning(line)
     return uri
@@ -134,13 +178,25 @@ def git_commit() -> str:
 
 @contextmanager
 def start_run(config: Config, nested: bool = False, parent_tags: dict | None = None) -> Iterator:
-    """A run with the standard name and tags; MLflow ends it FAILED if the body raises."""
+    """A run with the standard name and tags; MLflow ends it FAILED if the body raises.
+
+    A write the system refuses in the body (a full disk, a read-only folder) is one line: the model
+    folder and the artifact store name themselves; any other write names its file, or where it can be.
+    """
     import mlflow
 
     tags = {"git_commit": git_commit(), "model_family": config.model.family, "config_name": config.name,
             "process": this_process(), **(parent_tags or {})}
     with mlflow.start_run(run_name=config.name, nested=nested, tags=tags) as run:
-        yield run
+        try:
+            yield run
+        except OSError as exc:
+            if not refused(exc):
+                raise
+            where = exc.filename or (f"the out-of-fold store {config.resolve(config.evaluation.store)} or the "
+                                     f"temp folder {tempfile.gettempdir()}")
+            raise InputError(f"{where}: cannot write ({reason(exc)}); the MLflow run {run.info.run_id} is marked "
+                             "FAILED and no model folder was written or replaced") from None
 
 
 def log_params(config: Config) -> None:
@@ -165,10 +221,20 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics(clean, step=step)
 
 
+@contextmanager
+def _artifact_writes() -> Iterator[None]:
+    """A full or read-only artifact store is one line naming it (MLflow passes the OSError on as it is)."""
+    import mlflow
+
+    with refused_writes(f"MLflow artifact store {mlflow.get_artifact_uri()}"):
+        yield
+
+
 def log_file(path: Path, artifact_path: str | None = None) -> None:
     import mlflow
 
-    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    with _artifact_writes():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 def log_table(rows: list[dict], name: str) -> None:
@@ -179,9 +245,10 @@ def log_table(rows: list[dict], name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.csv"
         frame.to_csv(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="tables")
+        log_file(path, "tables")
     if not frame.empty:
-        mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
+        with _artifact_writes():
+            mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
 
 
 def log_datasets(dataset, config: Config) -> None:
@@ -196,13 +263,34 @@ def log_datasets(dataset, config: Config) -> None:
     frame = dataset.to_pandas()
     frame["label"] = dataset.features["label"].int2str(frame["label"].tolist())
     paths = {spec.name: str(config.resolve(spec.path).resolve()) for spec in config.sources}
+    inputs = []
     for name, rows in frame.groupby("source", sort=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's notice about inferring the schema
             ds = mlflow.data.from_pandas(rows.reset_index(drop=True), source=paths.get(name, name),
                                          targets="label", name=f"{config.name}:{name}")
         trains = config.train_sources is None or name in config.train_sources
-        mlflow.log_input(ds, context="training" if trains else "evaluation")  # read for scoring only
+        inputs.append((ds, "training" if trains else "evaluation"))  # evaluation: read for scoring only
+    # MLflow looks a dataset up and inserts it when missing: two runs doing that at once on a new store
+    # both insert it (UNIQUE constraint failed: datasets...). The lock serialises runs of this machine;
+    # for runs elsewhere the loser logs again, and finds the winner's row.
+    with store_lock(mlflow.get_tracking_uri()):
+        for ds, context in inputs:
+            _log_input(ds, context)
+
+
+def _log_input(ds, context: str) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_input(ds, context=context)
+    except MlflowException as exc:
+        text = str(exc)
+        if "datasets" not in text or not any(word in text for word in ("UNIQUE constraint", "IntegrityError",
+                                                                       "duplicate key", "Duplicate entry")):
+            raise
+        mlflow.log_input(ds, context=context)
 
 
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyyaml", "pydantic", "pysbd")
@@ -268,13 +356,14 @@ def log_model(model_folder: Path, config: Config, example: pd.DataFrame, wrapper
                      ColSpec("string", "page", required=False)])  # whole pages instead of text: see pyfunc.py
     outputs = infer_signature(example, wrapper.predict(None, example)).outputs
     signature = ModelSignature(inputs=inputs, outputs=outputs)
-    return mlflow.pyfunc.log_model(
-        name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
-        code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
-        registered_model_name=config.tracking.registered_model,
-        pip_requirements=pip_requirements(config.model.family, config.model.params),
-        model_config=getattr(wrapper, "default_config", None),  # serve-time overrides need the keys logged
-    )
+    with _artifact_writes():
+        return mlflow.pyfunc.log_model(
+            name=config.name, python_model=wrapper, artifacts={"model": str(model_folder)},
+            code_paths=[str(PROJECT_ROOT / "training")], signature=signature, input_example=example,
+            registered_model_name=config.tracking.registered_model,
+            pip_requirements=pip_requirements(config.model.family, config.model.params),
+            model_config=getattr(wrapper, "default_config", None),  # serve-time overrides need the keys logged
+        )
 
 
 @dataclass(frozen=True)
