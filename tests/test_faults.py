@@ -1,39 +1,30 @@
-"""Fault injection: signals mid-run, a kill between the export renames, permissions, long input."""
+"""Fault injection: signals mid-run, a kill between the export renames, permissions, long input.
+
+Child processes are watched line by line (conftest's ``spawn``): a test waits for the line that
+shows the moment it needs (``fold 2/``), never for a fixed time; pytest-timeout guards hangs.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow import MlflowClient
 
 from training.tracking import export
 from training.serving.predict import load
 
-from conftest import ROOT, write_config
+from conftest import ROOT, Watched, write_config
 
 
-def _start(config: Path) -> subprocess.Popen:
+def _start(spawn, config: Path) -> Watched:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(process: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        lines.append(line)
-        if marker in line:
-            return lines
-    raise AssertionError(f"'{marker}' never appeared:\n{''.join(lines)}")
+    return spawn([sys.executable, "-m", "training.train", "--config", str(config)], cwd=ROOT, env=env)
 
 
 def _runs(folder: Path):
@@ -48,34 +39,38 @@ def _slow_config(folder: Path, name: str) -> Path:
                         evaluation={"folds": 5, "find_label_issues": False})
 
 
-def test_sigterm_mid_cv_ends_the_run_removes_staging_and_the_next_run_works(tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigterm_mid_cv_ends_the_run_removes_staging_and_the_next_run_works(tmp_path, spawn):
     config = _slow_config(tmp_path, "term")
-    process = _start(config)
-    _wait_for(process, "fold 2/")
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=120)[0]
-    assert process.returncode == 143
+    child = _start(spawn, config)
+    child.wait_for("fold 2/")
+    child.process.send_signal(signal.SIGTERM)
+    assert child.finish() == 143
+    output = child.output
     assert "terminated (SIGTERM)" in output and "was not replaced" in output and "Traceback" not in output
     assert [r.info.status for r in _runs(tmp_path)] == ["FAILED"]
     models = tmp_path / "models"
     assert not models.exists() or not any(models.iterdir())  # no staging folder, no model
-    again = _start(config)
-    assert again.wait(timeout=300) == 0
+    again = _start(spawn, config)
+    assert again.finish() == 0, again.output
     assert sorted(r.info.status for r in _runs(tmp_path)) == ["FAILED", "FINISHED"]
     assert load(models / "term").predict(["Troops arrived."])
 
 
-def test_sigkill_leftovers_are_cleaned_at_the_next_start(tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigkill_leftovers_are_cleaned_at_the_next_start(tmp_path, spawn):
     config = _slow_config(tmp_path, "kill")
-    process = _start(config)
-    _wait_for(process, "fold 2/")
-    process.kill()
-    process.wait(timeout=60)
+    child = _start(spawn, config)
+    child.wait_for("fold 2/")
+    child.process.kill()
+    child.finish()
     staged = list((tmp_path / "models").glob(".kill-staging-*"))
     assert len(staged) == 1  # SIGKILL cannot be caught: the folder stays ...
     assert [r.info.status for r in _runs(tmp_path)] == ["RUNNING"]  # ... and so does the run ...
-    again = _start(config)  # ... until the next run starts
-    assert again.wait(timeout=300) == 0
+    again = _start(spawn, config)  # ... until the next run starts
+    assert again.finish() == 0, again.output
     assert not staged[0].exists()
     assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED", "KILLED"]
 
@@ -104,20 +99,26 @@ def test_model_folders_follow_the_umask(tmp_path):
     export.discard(staging)
 
 
-def test_two_first_runs_on_a_new_store_at_once_both_succeed(tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_first_runs_on_a_new_store_at_once_both_succeed(tmp_path, spawn):
     configs = [write_config(tmp_path, name) for name in ("first", "second")]  # same new sqlite store
-    processes = [_start(config) for config in configs]
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    children = [_start(spawn, config) for config in configs]
+    assert [child.finish() for child in children] == [0, 0], [child.output for child in children]
     assert sorted(r.info.status for r in _runs(tmp_path)) == ["FINISHED", "FINISHED"]
-    third = _start(configs[0])  # and the store still works afterwards
-    assert third.wait(timeout=300) == 0
+    third = _start(spawn, configs[0])  # and the store still works afterwards
+    assert third.finish() == 0, third.output
 
 
+@pytest.mark.timeout(120)
 def test_champion_compare_and_set_is_serialised(tmp_path, monkeypatch):
-    """Two runs promoting at the same moment: the worse one must not take the alias."""
-    import threading
+    """Two runs promoting at the same moment: the worse one must not take the alias.
 
+    The better run reads the (empty) champion, then waits until the worse run has arrived: at the
+    store lock, or (were there none) at its own read of the champion, which then holds its answer
+    until the better run is done. Without the lock both would read "no champion" and the worse run,
+    setting the alias last, would take it.
+    """
     from training.tracking import track
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -130,25 +131,48 @@ def test_champion_compare_and_set_is_serialised(tmp_path, monkeypatch):
         client.log_metric(run.info.run_id, track.PRIMARY_METRIC, score)
         versions[name] = client.create_model_version("race-model", source=str(tmp_path), run_id=run.info.run_id).version
         client.set_model_version_tag("race-model", versions[name], "fingerprint", "plan-a")
-    read = track.champion_standing
+    better_read, worse_arrived, better_done = threading.Event(), threading.Event(), threading.Event()
+    read, lock = track.champion_standing, track.store_lock
 
-    def slow_read(name):  # widen the gap between reading the champion and setting the alias
+    def watched_lock(uri):
+        if threading.current_thread().name == "worse":
+            worse_arrived.set()  # about to wait for the lock the better run holds
+        return lock(uri)
+
+    def held_read(name):
         result = read(name)
-        time.sleep(0.5)
+        if threading.current_thread().name == "better":
+            better_read.set()
+            worse_arrived.wait()
+        else:  # with the lock, only after the better run is done; without it, straight away
+            worse_arrived.set()
+            better_done.wait()
         return result
 
-    monkeypatch.setattr(track, "champion_standing", slow_read)
-    threads = [threading.Thread(target=track.promote_if_better, args=("race-model", versions[n], {"macro_f1": s},
-                                                                      "plan-a"))
+    monkeypatch.setattr(track, "store_lock", watched_lock)
+    monkeypatch.setattr(track, "champion_standing", held_read)
+    outcome = {}
+
+    def promote(name, score):
+        try:
+            outcome[name] = track.promote_if_better("race-model", versions[name], {"macro_f1": score}, "plan-a")
+        finally:
+            if name == "better":
+                better_done.set()
+
+    threads = [threading.Thread(target=promote, args=(n, s), name=n, daemon=True)
                for n, s in (("better", 0.9), ("worse", 0.5))]
     threads[0].start()
-    time.sleep(0.1)
+    better_read.wait()  # the better run holds the lock and has read "no champion"
     threads[1].start()
     for thread in threads:
         thread.join()
+    assert outcome["better"][0] and not outcome["worse"][0]
+    assert "not below" in outcome["worse"][1]  # the worse run compared against the better one
     assert client.get_model_version_by_alias("race-model", track.CHAMPION).version == versions["better"]
 
 
+@pytest.mark.slow
 def test_load_notices_a_retrained_folder_and_a_moved_alias(tmp_path):
     from training.core.config import load_config
     from training.cli.job import train_one
@@ -167,6 +191,7 @@ def test_load_notices_a_retrained_folder_and_a_moved_alias(tmp_path):
     assert moved is not by_alias and moved.manifest["params"]["C"] == 64
 
 
+@pytest.mark.slow
 def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_path, caplog):
     from training.core.config import load_config
     from training.cli.job import summary, train_one
@@ -177,6 +202,7 @@ def test_folds_are_clamped_with_a_warning_and_the_number_run_is_reported(tmp_pat
     assert result.metrics["model"]["folds"] == 5 and "grouped 5-fold CV" in summary(result)
 
 
+@pytest.mark.slow
 def test_ctrl_c_after_registration_says_what_was_written(tmp_path, monkeypatch, capsys):
     import training.cli.job as job_module
     import training.cli.train as train_module

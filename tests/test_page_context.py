@@ -47,7 +47,8 @@ def test_records_from_strings_are_one_sentence_pages_and_tables_keep_their_pages
         as_records(pd.DataFrame({"body": ["x"]}))
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "minilm_finetune" else f
+                                    for f in sorted(TINY)])  # fine-tuning trains the whole encoder: slow
 def test_strings_and_one_sentence_page_records_give_the_same_answer(family, seeds_labelled):
     train = seeds_labelled.records
     model = new_model(family, TINY[family], seeds_labelled.labels, seed=0).fit(train, seeds_labelled.train_labels)
@@ -60,9 +61,11 @@ def test_strings_and_one_sentence_page_records_give_the_same_answer(family, seed
     assert np.allclose(from_strings.sum(axis=1), 1)
 
 
-def test_model_rule_votes_equal_the_labelling_stage_on_every_training_sentence(seeds_labelled, tmp_path):
-    """Parity on the main job's own corpus (seeds + ../shared corpora when present)."""
-    labelled = build(load_config(ROOT / "configs" / "default.yaml", ["evaluation.find_label_issues=false"]))
+@pytest.mark.parametrize("corpus", ["seeds", pytest.param("main job", marks=pytest.mark.slow)])
+def test_model_rule_votes_equal_the_labelling_stage_on_every_training_sentence(corpus, seeds_labelled):
+    """Parity on the seeds, and on the main job's own corpus (seeds + ../shared corpora when present)."""
+    labelled = seeds_labelled if corpus == "seeds" else build(
+        load_config(ROOT / "configs" / "default.yaml", ["evaluation.find_label_issues=false"]))
     block = RuleVotes(str(ROOT / "configs/rules/default.yaml")).fit(labelled.records)
     assert np.array_equal(block.label_matrix(labelled.records), labelled.matrix)
     shuffled = np.random.default_rng(0).permutation(len(labelled.records))  # row order must not matter

@@ -39,8 +39,13 @@ def test_classify_article_offsets(trained_default):
                                             "Russia rolled its tanks across Belarus for drills.", "Talks began."]
     for r in records:
         assert text[r["start"]:r["end"]] == r["text"]
-        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
-        assert r["probability"] == max(r["probabilities"].values())
+    assert [r["label"] for r in records[:2]] == ["boilerplate", "drill"]  # as on the seed pages it learnt from
+    # the drill sentence rewritten as talks: its answer changes, the others' do not (this family reads one sentence)
+    edited = text.replace("rolled its tanks across Belarus for drills", "held talks with Belarus")
+    talks = classify_article(edited, model=load(result.model_dir))
+    assert talks[1]["label"] == "diplomatic_contact"
+    assert talks[1]["probabilities"]["drill"] < records[1]["probabilities"]["drill"]
+    assert [r["probabilities"] for r in talks[::2]] == [r["probabilities"] for r in records[::2]]
     # a page's sentences as records give the same labels as the page itself
     frame = pd.DataFrame({"text": [r["text"] for r in records], "article_id": "p", "index": [0, 1, 2]})
     assert predict_records(frame, model=load(result.model_dir)) == [r["label"] for r in records]

@@ -7,11 +7,18 @@ import pytest
 
 from training.core.config import load_config
 from training.core.errors import InputError
+from training.data.corpus import read_folder
 from training.data.gold import text_hash
 from training.labelling.stage import build
 from training.cli.review import candidates, import_reviews, main
 
-from conftest import write_config
+from conftest import ROOT, write_config
+
+
+@pytest.fixture(scope="module")
+def first_sentence():
+    """The first sentence of the seed pages (the config's only source): a real id and text to review."""
+    return read_folder(ROOT / "seeds")[0]
 
 
 @pytest.fixture()
@@ -77,10 +84,10 @@ def test_import_never_loses_earlier_reviews_and_reads_csv_and_label_studio(confi
     ('', "no rows to import"),
     ('{"id": "SID", "label": ""}\n', "none of its 1 rows has a label yet; nothing merged"),
 ])
-def test_bad_review_files_name_the_line_and_change_nothing(config, tmp_path, content, message):
-    sid = build(config).sentences[0].id
+def test_bad_review_files_name_the_line_and_change_nothing(config, tmp_path, first_sentence, content, message):
+    sid = first_sentence.id
     target = tmp_path / "reviewed.jsonl"
-    target.write_text(json.dumps({"id": sid, "sha": text_hash(build(config).sentences[0].text), "label": "other"}) + "\n")
+    target.write_text(json.dumps({"id": sid, "sha": text_hash(first_sentence.text), "label": "other"}) + "\n")
     before = target.read_text()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content.replace("SID", sid))
@@ -101,18 +108,19 @@ def test_bad_csv_header(config, tmp_path):
     ("studio.json", '[{"data": {"sentence_id": "SID"}, "annotations": ["drill"]}]', "task 0: not a Label Studio task"),
     ("studio2.json", '["just a string"]', "task 0: not a Label Studio task"),
 ])
-def test_malformed_csv_rows_and_label_studio_tasks_are_one_line_errors(config, tmp_path, name, content, message):
-    sid = build(config).sentences[0].id
+def test_malformed_csv_rows_and_label_studio_tasks_are_one_line_errors(config, tmp_path, first_sentence, name,
+                                                                      content, message):
+    sid = first_sentence.id
     bad = tmp_path / name
     bad.write_text(content.replace("SID", sid))
     with pytest.raises(InputError, match=message):
         import_reviews(config, bad)
 
 
-def test_import_keeps_the_reviewed_files_mode(config, tmp_path):
+def test_import_keeps_the_reviewed_files_mode(config, tmp_path, first_sentence):
     import os
 
-    sentence = build(config).sentences[0]
+    sentence = first_sentence
     target = tmp_path / "reviewed.jsonl"
     target.write_text(json.dumps({"id": sentence.id, "sha": text_hash(sentence.text), "label": "other"}) + "\n")
     target.chmod(0o644)

@@ -50,7 +50,11 @@ def test_majority_tie_order_and_default():
     assert [names[i] for i in out.labels] == ["diplomatic_contact", "boilerplate", "other"]
     flipped = combine(matrix, names, ["drill", "diplomatic_contact", "boilerplate", "other"], rs.default)
     assert names[flipped.labels[0]] == "drill"
-    assert np.allclose(out.probabilities.sum(axis=1), 1)
+    expected = np.zeros((3, len(names)))  # each label's share of the votes; no vote: all on the default
+    expected[0, [dc, dr]] = 1 / 2
+    expected[1, [dr, bp]] = 1 / 3, 2 / 3
+    expected[2, names.index("other")] = 1.0
+    assert np.allclose(out.probabilities, expected) and np.allclose(flipped.probabilities, expected)
 
 
 def test_context_rules_shape_recurrence_and_neighbours():

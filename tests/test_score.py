@@ -268,7 +268,7 @@ def test_bad_usage_is_one_line_and_exit_2(model, pages, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, (argv, err)
     assert not (tmp_path / "out.parquet").exists() and not staging_folder(tmp_path / "out.parquet").exists()
     cli = subprocess.run([sys.executable, "-m", "training.score", str(tmp_path / "missing"), "--model", model,
-                          "--out", out], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          "--out", out], cwd=ROOT, capture_output=True, text=True)  # pytest-timeout guards
     assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
 
 

@@ -16,9 +16,12 @@ from training.serving.score import score
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
-    reason="Spark needs Java (no `java` on PATH and no JAVA_HOME): apt-get install openjdk-17-jre-headless")
+pytestmark = [
+    pytest.mark.slow,  # starts Spark
+    pytest.mark.skipif(shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
+                       reason="Spark needs Java (no `java` on PATH and no JAVA_HOME): "
+                              "apt-get install openjdk-17-jre-headless"),
+]
 
 
 def test_spark_udf_matches_the_batch_scorer(trained_default, tmp_path, monkeypatch):

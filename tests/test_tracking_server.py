@@ -3,9 +3,7 @@
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
 
 import mlflow
@@ -16,7 +14,9 @@ from training.core.config import load_config
 from training.cli.job import train_one
 from training.cli.train import main
 
-from conftest import write_config
+from conftest import ROOT, Watched, write_config
+
+SERVER_READY = "Uvicorn running on"  # the line the server prints once it listens
 
 
 def free_port() -> int:
@@ -25,43 +25,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-SERVERS: dict[str, subprocess.Popen] = {}  # uri → server process, for tests that stop it mid-run
+SERVERS: dict[str, Watched] = {}  # uri → server process, for tests that stop it mid-run
 
 
 @pytest.fixture()
-def mlflow_server(tmp_path):
-    """A real tracking server on a free loopback port; always stopped, also when the test fails."""
+def mlflow_server(tmp_path, spawn):
+    """A real tracking server on a free loopback port, ready once it says it listens; stopped at teardown."""
     port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = spawn([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                    "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                    "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"])
+    server.wait_for(f"{SERVER_READY} http://127.0.0.1:{port}")
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
-        SERVERS[uri] = process
-        yield uri
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    with urllib.request.urlopen(uri + "/health") as response:
+        assert response.status == 200, server.output
+    SERVERS[uri] = server
+    yield uri
+    SERVERS.pop(uri)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_sweep_against_a_real_server(mlflow_server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     common = {"tracking": {"tracking_uri": None, "experiment": "server-sweep", "registered_model": "sweep-model"}}
@@ -99,6 +83,7 @@ def test_sweep_against_a_real_server(mlflow_server, tmp_path, monkeypatch, capsy
     assert clf.manifest["mlflow_run_id"] == best.info.run_id  # the alias's model, not just any model
 
 
+@pytest.mark.slow
 def test_a_worse_model_does_not_take_the_alias(tmp_path):
     good = train_one(load_config(write_config(tmp_path, "good", tracking={"registered_model": "shared"})))
     bad = train_one(load_config(write_config(
@@ -113,32 +98,36 @@ def test_a_worse_model_does_not_take_the_alias(tmp_path):
     assert "turned off" in skipped.champion
 
 
-def test_unreachable_server_fails_fast_and_writes_no_model(tmp_path, capsys):
+@pytest.mark.timeout(60)
+def test_unreachable_server_fails_fast_and_writes_no_model(tmp_path, capsys, monkeypatch):
+    """One probe of the server, before any call of MLflow's client (which retries for minutes)."""
+    import mlflow as mlflow_module
+
+    def retrying_client(*args, **kwargs):
+        raise AssertionError("MLflow's client was called: the unreachable server was not caught first")
+
+    monkeypatch.setattr(mlflow_module, "set_experiment", retrying_client)
+    monkeypatch.setattr(mlflow_module, "start_run", retrying_client)
     uri = f"http://127.0.0.1:{free_port()}"
     path = write_config(tmp_path, "offline", tracking={"tracking_uri": uri})
-    started = time.monotonic()
     assert main(["--config", str(path)]) == 2
-    assert time.monotonic() - started < 15
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreachable" in err[0] and uri in err[0]
     assert not (tmp_path / "models").exists()
 
 
-def test_a_server_lost_mid_run_is_one_line_after_brief_retries(mlflow_server, tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_server_lost_mid_run_is_one_line_after_brief_retries(mlflow_server, tmp_path, spawn):
     path = write_config(tmp_path, "lost", model={"family": "minilm_head", "params": {"max_length": 32}},
                         evaluation={"folds": 5, "find_label_issues": False},
                         tracking={"tracking_uri": mlflow_server, "experiment": "tests", "registered_model": "lost"})
-    process = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(path)],
-                               cwd=os.path.dirname(os.path.dirname(__file__)), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "fold 2/" in line:
-            break
-    os.killpg(SERVERS[mlflow_server].pid, signal.SIGKILL)  # the server dies mid-run
-    output = "".join(seen) + process.communicate(timeout=240)[0]
-    assert process.returncode == 2, output
+    run = spawn([sys.executable, "-m", "training.train", "--config", str(path)], cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    run.wait_for("fold 2/")
+    os.killpg(SERVERS[mlflow_server].process.pid, signal.SIGKILL)  # the server dies mid-run
+    assert run.finish() == 2, run.output
+    output = run.output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "MLflow tracking" in errors[0] and "Traceback" not in output
     assert not (tmp_path / "models" / "lost").exists()

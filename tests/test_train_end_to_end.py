@@ -14,20 +14,24 @@ from training.serving.predict import load
 from training.cli.job import train_one
 from training.cli.train import main
 
-from conftest import ROOT, write_config
+from conftest import ROOT, scored_by_hand, write_config
 
 
 def test_export_folder_describes_itself(trained_default):
-    result, _ = trained_default
+    result, folder = trained_default
     manifest = json.loads((result.model_dir / "model.json").read_text())
     assert manifest["family"] == "tfidf_logreg"
     assert manifest["labels"] == ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
     assert manifest["config"]["name"] == "tfidf"
     model = manifest["metrics"]["model"]
-    assert model["macro_f1"] == result.macro_f1
-    assert model["macro_f1"] == pytest.approx(np.mean([c["f1"] for c in model["per_class"].values()]))
+    per_class, macro_f1 = scored_by_hand(result)  # from the gold file and the run's misclassified sentences
+    assert {label: figures["f1"] for label, figures in model["per_class"].items()} == pytest.approx(per_class)
+    assert model["macro_f1"] == pytest.approx(macro_f1)
     assert sum(c["support"] for c in model["per_class"].values()) == 133  # every seed gold sentence scored
-    assert manifest["mlflow_run_id"] == result.run_id
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    run = MlflowClient().get_run(manifest["mlflow_run_id"])  # the run it names is this config's training
+    assert run.info.run_name == "tfidf" and run.data.tags["model_family"] == manifest["family"]
+    assert run.data.params["model.params.C"] == str(manifest["params"]["C"])
     assert not [p for p in result.model_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
 
@@ -44,7 +48,9 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     for key in ("model.macro_f1", "model.f1.drill", "model.precision.boilerplate", "rules_majority.macro_f1",
                 "rules_label_model.macro_f1", "model.macro_f1_fold_std"):
         assert key in run.data.metrics
-    assert run.data.metrics["model.macro_f1"] == round(result.macro_f1, 4)  # rounded for people to read
+    per_class, macro_f1 = scored_by_hand(result)
+    assert run.data.metrics["model.macro_f1"] == pytest.approx(macro_f1, abs=5e-5)  # rounded for people to read
+    assert run.data.metrics["model.f1.drill"] == pytest.approx(per_class["drill"], abs=5e-5)
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"plots", "tables", "config.yaml", "metrics.json"} <= artifacts
     tables = {a.path for a in client.list_artifacts(result.run_id, "tables")}
@@ -65,7 +71,7 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
     model = result.metrics["model"]
     interval = f"{model['macro_f1_ci_low']:.3f}–{model['macro_f1_ci_high']:.3f}"
     assert model["macro_f1_ci_low"] <= result.macro_f1 <= model["macro_f1_ci_high"]
-    assert version.tags == {"config": "tfidf", "family": "tfidf_logreg", "macro_f1": f"{result.macro_f1:.4f}",
+    assert version.tags == {"config": "tfidf", "family": "tfidf_logreg", "macro_f1": f"{macro_f1:.4f}",
                             "macro_f1_interval": interval, "fingerprint": result.fingerprint}
     assert run.data.tags["eval.fingerprint"] == result.fingerprint and len(result.fingerprint) == 12
     assert "config tfidf (tfidf_logreg)" in version.description and interval in version.description
@@ -76,12 +82,11 @@ def test_mlflow_run_has_params_metrics_artifacts_dataset_and_model(trained_defau
 def test_save_load_predict_round_trip(trained_default):
     result, folder = trained_default
     clf = load(result.model_dir)
-    texts = ["Shoigu held a telephone conversation with Austin.", "Your support makes a difference."]
+    texts = ["Shoigu held a telephone conversation with Austin.", "Your support makes a difference.",
+             "Russia has massed troops near the border."]
     labels = clf.predict(texts)
     probas = clf.predict_proba(texts)
-    assert all(label in clf.labels for label in labels)
-    assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probas)
-    assert [max(p, key=p.get) for p in probas] == labels
+    assert labels == ["diplomatic_contact", "boilerplate", "deployment"]  # worded as on the seed pages
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/{result.config.name}")
     frame = pyfunc.predict(pd.DataFrame({"text": texts}))
@@ -92,6 +97,7 @@ def test_save_load_predict_round_trip(trained_default):
     assert by_alias.predict(texts) == labels
 
 
+@pytest.mark.slow
 def test_same_config_same_metrics(trained_default, tmp_path):
     result, _ = trained_default
     again = train_one(load_config(write_config(tmp_path, "tfidf")), promote=False)
@@ -118,6 +124,7 @@ def test_failed_run_is_marked_failed_and_writes_no_model(tmp_path, capsys):
     assert all(r.info.status != "RUNNING" for r in _runs(tmp_path))
 
 
+@pytest.mark.slow
 def test_error_inside_a_run_leaves_it_failed_and_keeps_previous_model(tmp_path, monkeypatch):
     path = write_config(tmp_path, "keep")
     first = train_one(load_config(path))

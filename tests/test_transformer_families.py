@@ -1,6 +1,7 @@
 """The MiniLM families: train on the seeds with tiny settings, round-trip, determinism, embedding order."""
 
 import json
+import math
 
 import mlflow
 import numpy as np
@@ -13,7 +14,7 @@ from training.models.families import new_model
 from training.serving.predict import load
 from training.cli.job import train_one
 
-from conftest import SAMPLE_TEXTS, write_config
+from conftest import SAMPLE_TEXTS, scored_by_hand, write_config
 
 LABELS = ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
 TINY = {
@@ -42,20 +43,19 @@ def finetune_run(tmp_path_factory):
     return _train("minilm_finetune", tmp_path_factory)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, run", [("minilm_head", "head_run"), ("minilm_finetune", "finetune_run")])
 def test_round_trip_predict_and_pyfunc(request, family, run):
     result, folder = request.getfixturevalue(run)
     manifest = json.loads((result.model_dir / "model.json").read_text())
     assert manifest["family"] == family and manifest["labels"] == LABELS
-    per_class = result.metrics["model"]["per_class"]
-    assert result.macro_f1 == pytest.approx(np.mean([c["f1"] for c in per_class.values()]))
-    assert manifest["metrics"]["model"]["macro_f1"] == result.macro_f1
+    per_class, macro_f1 = scored_by_hand(result)  # from the gold file and the run's misclassified sentences
+    assert {name: c["f1"] for name, c in manifest["metrics"]["model"]["per_class"].items()} == pytest.approx(per_class)
+    assert manifest["metrics"]["model"]["macro_f1"] == pytest.approx(macro_f1)
     clf = load(result.model_dir)
     labels = clf.predict(TEXTS)
     probas = clf.predict_proba(TEXTS)
     assert set(labels) <= set(LABELS)
-    assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probas)
-    assert [max(p, key=p.get) for p in probas] == labels
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     frame = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/{result.config.name}").predict(pd.DataFrame({"text": TEXTS}))
     assert list(frame["label"]) == labels
@@ -82,10 +82,12 @@ def test_finetuned_folder_is_safetensors_with_label_map(finetune_run):
     # 2 CV folds, 2 folds of the gold-only baseline (rule labels train the model here), the final fit; 1 epoch each
     assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
     assert "gold-labelled training sentences alone" in result.baseline_note
-    assert all(m.value > 0 for m in history)
+    # each fit starts from a fresh 5-way head, near chance: a cross-entropy of about ln 5 in its first epoch
+    assert [m.value for m in history] == pytest.approx([math.log(len(LABELS))] * 5, abs=0.35)
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f == "minilm_finetune" else f
+                                    for f in sorted(TINY)])  # fine-tuning trains the whole encoder: slow
 def test_same_seed_same_probabilities(family):
     from training.models import encoder
 
