@@ -165,9 +165,8 @@ def test_params_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from sklearn.base import clone; from training.models.families import family_module as f\n"
-            "for name in ('tfidf_logreg', 'minilm_head', 'minilm_hybrid', 'minilm_finetune'):\n"
-            "    f(name).Params(); clone(f(name).Model(labels=['a', 'b'], random_state=0))\n"
+    code = ("import sys; from training.models.families import family_module as f\n"
+            "for name in ('tfidf_logreg', 'minilm_head', 'minilm_hybrid', 'minilm_finetune'): f(name).Params()\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
