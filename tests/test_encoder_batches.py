@@ -37,3 +37,18 @@ def test_what_the_cache_holds_changes_no_vector(texts):
     fresh = encoder.embed(texts[30:90], use_cache=False)
     assert np.array_equal(mixed, fresh)
     encoder.clear_cache()
+
+
+def test_the_onnx_path_tokenizes_exactly_as_transformers_does(texts):
+    """ONNX models read ``tokenizer.json`` without transformers (which would import torch): same ids, same padding."""
+    from transformers import AutoTokenizer
+
+    folder = encoder.encoder_path(encoder.PACKAGED)
+    theirs, ours = AutoTokenizer.from_pretrained(str(folder)), encoder.BundleTokenizer(folder)
+    odd = ["", "   ", "Ünïcödé — “quotes” 中文 😀", "word " * 400, "MoD's T-90M tanks (2nd Army) moved 40km."]
+    for max_length in (16, 64, 256):
+        expected = dict(theirs(texts + odd, truncation=True, max_length=max_length))
+        assert ours(texts + odd, max_length=max_length) == {name: expected[name] for name in
+                                                              ("input_ids", "token_type_ids", "attention_mask")}
+    assert (ours.pad_token_id, ours.pad_token_type_id, ours.padding_side) == (
+        theirs.pad_token_id, theirs.pad_token_type_id, theirs.padding_side)

@@ -26,14 +26,13 @@ PAGE = "Shoigu held a telephone conversation with Austin.\nTanks moved to the bo
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    from training.models.families.tfidf_logreg import Model, Params
+    from training.models.families import new_model
     from training.tracking import export
 
     out = tmp_path_factory.mktemp("tiny")
-    params = Params()
     labels = ["diplomatic_contact", "deployment", "drill", "boilerplate", "other"]
-    model = Model(params, labels, 0).fit(SAMPLE_TEXTS, LABELS)
-    return export.write(out, model, "tfidf_logreg", labels, {"model": {"params": params.model_dump()}, "seed": 0}, {})
+    model = new_model("tfidf_logreg", {}, labels, 0).fit(SAMPLE_TEXTS, LABELS)
+    return export.write(out, model, "tfidf_logreg", labels, {"model": {"params": {}}, "seed": 0}, {})
 
 
 def _context(folder: Path, model_config: dict | None = None):

@@ -134,9 +134,10 @@ def test_model_json_carries_the_format_and_another_format_is_one_line(tfidf_fold
         assert len(message.splitlines()) == 1 and str(tfidf_folder) in message
         assert f"format {other!r}" in message and f"reads format {MODEL_FORMAT}" in message
         assert isinstance(caught.value, DamagedModelError)  # callers that catch damage catch this too
-    del manifest["format"]  # folders written before the key existed have the same layout
+    del manifest["format"]  # folders written before the key existed are format 1 (joblib pickles): refused too
     (tfidf_folder / "model.json").write_text(json.dumps(manifest))
-    assert read_manifest(tfidf_folder)["family"] == "tfidf_logreg"
+    with pytest.raises(IncompatibleModelError, match="format 1, but this version of training reads format 2"):
+        read_manifest(tfidf_folder)
 
 
 def test_the_scorer_names_another_format_in_one_line(tfidf_folder, tmp_path, capsys):

@@ -145,8 +145,8 @@ def test_error_inside_a_run_leaves_it_failed_and_keeps_previous_model(tmp_path, 
 
 
 @pytest.mark.parametrize("setup, message", [
-    ("empty_seeds", "no *.txt articles"),
-    ("missing_seeds", "corpus folder not found"),
+    ("empty_seeds", "source 'seeds': {tmp}/empty: no .txt pages in the folder"),
+    ("missing_seeds", "source 'seeds': {tmp}/absent: not found"),
     ("latin1", "not UTF-8"),
     ("unknown_key", "key 'evaluation.fold': unknown key"),
     ("bad_regex", "invalid regular expression"),
@@ -182,6 +182,6 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, capsys, setu
     path = write_config(tmp_path, "bad", sources=sources, **extra)
     assert main(["--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
+    assert len(err) == 1 and message.format(tmp=tmp_path) in err[0], err
     assert not (tmp_path / "models").exists()
     assert all(r.info.status != "RUNNING" for r in _runs(tmp_path))

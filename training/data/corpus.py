@@ -317,7 +317,10 @@ def load_sources(sources, resolve) -> list[Sentence]:
             skipped.append(f"'{spec.name}' ({path})")
             continue
         before = len(sentences)
-        sentences.extend(read_source(spec.kind, path, spec.text_column, spec.id_column, spec.name))
+        try:
+            sentences.extend(read_source(spec.kind, path, spec.text_column, spec.id_column, spec.name))
+        except InputError as exc:  # name the config entry as well as the file
+            raise InputError(f"source '{spec.name}': {exc}") from None
         pages = len({s.article_id for s in sentences[before:]})
         read.append(f"{spec.name} ({pages} pages)")
     if skipped:

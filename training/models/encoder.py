@@ -289,18 +289,48 @@ def onnx_threads() -> int:
     return int(os.environ.get("TRAINING_ONNX_THREADS") or 0)  # 0: ONNX Runtime's default
 
 
+class BundleTokenizer:
+    """The bundle's ``tokenizer.json`` through the ``tokenizers`` library, called like a transformers tokenizer.
+
+    transformers imports torch whenever torch is installed, which an ONNX model never needs; the fast
+    tokenizer transformers would build is this same ``tokenizers.Tokenizer`` (a test checks that the ids
+    are identical), so the ONNX path reads it directly.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_padding()  # the file may ask for fixed-width padding; batches are padded by width
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        pad = config.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        self.pad_token_id = self._tokenizer.token_to_id(pad) if pad else 0
+        self.pad_token_type_id = 0
+        self.padding_side = config.get("padding_side", "right")
+        self._truncation_side = config.get("truncation_side", "right")
+
+    def __call__(self, texts: Sequence[str], truncation: bool = True, max_length: int = 512) -> dict[str, list]:
+        if truncation:
+            self._tokenizer.enable_truncation(max_length, direction=self._truncation_side)
+        else:
+            self._tokenizer.no_truncation()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        return {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
+                "attention_mask": [e.attention_mask for e in encodings]}
+
+
 @lru_cache(maxsize=4)
 def load_onnx(folder: str, backend: str, threads: int):
     """(tokenizer, inference session) for a bundle folder, loaded once per process."""
     import onnxruntime
-    from transformers import AutoTokenizer
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(Path(folder) / ONNX_FILES[backend]), options,
                                            providers=["CPUExecutionProvider"])
-    return AutoTokenizer.from_pretrained(folder), session
+    return BundleTokenizer(Path(folder)), session
 
 
 def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:

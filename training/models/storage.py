@@ -12,10 +12,12 @@ nothing else needs trusting.
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import skops.io as sio
 
 # Beyond skops's defaults, exactly the types the families' fitted parts are made of (by full name, so
 # this module imports none of them; a test checks that each name still is a class).
@@ -39,6 +41,37 @@ TRUSTED: frozenset[str] = frozenset({
 })
 
 
+class _NoTorch(importlib.abc.MetaPathFinder):
+    """An import finder under which ``import torch`` fails, as if torch were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named '{name}' (not imported while skops loads)", name=name)
+        return None
+
+
+@cache
+def _skops_io() -> ModuleType:
+    """``skops.io``, imported without importing torch.
+
+    On import skops lists scikit-learn's estimators by walking every sklearn package, and that walk
+    imports ``sklearn.externals.array_api_compat.torch``, which imports torch whenever it is installed:
+    seconds of start-up and gigabytes of memory for a TF-IDF or ONNX model that never touches torch.
+    For the length of that import torch cannot be imported (the walk skips packages that fail to
+    import); a torch imported before is left alone.
+    """
+    if "torch" in sys.modules:
+        import skops.io
+        return skops.io
+    blocker = _NoTorch()
+    sys.meta_path.insert(0, blocker)
+    try:
+        import skops.io
+    finally:
+        sys.meta_path.remove(blocker)
+    return skops.io
+
+
 class StoredFileError(ValueError):
     """A stored file that was not loaded; the message is one line naming it."""
 
@@ -53,7 +86,7 @@ class UnreadableFileError(StoredFileError):
 
 def dump(obj: Any, path: Path) -> None:
     """Store ``obj`` (a fitted scikit-learn estimator or one of the project's blocks and heads) at ``path``."""
-    sio.dump(obj, Path(path))
+    _skops_io().dump(obj, Path(path))
 
 
 def load(path: Path) -> Any:
@@ -62,6 +95,7 @@ def load(path: Path) -> Any:
     The bytes are read once, so the file checked is the file loaded.
     """
     data = Path(path).read_bytes()
+    sio = _skops_io()
     try:
         beyond_defaults = set(sio.get_untrusted_types(data=data))
     except Exception as exc:  # not a zip, no schema, a schema skops cannot read: reading it says nothing more

@@ -296,8 +296,8 @@ def _log_input(ds, context: str) -> None:
 SERVING_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyyaml", "pydantic", "pysbd")
 ENCODER_PACKAGES = {  # what embedding needs when serving, by encoder backend
     "torch": ("torch", "transformers", "tqdm"),
-    "onnx": ("onnxruntime", "transformers", "tqdm"),  # the graph and tokenizer files are in the model folder
-    "onnx-int8": ("onnxruntime", "transformers", "tqdm"),
+    "onnx": ("onnxruntime", "tokenizers", "tqdm"),  # the graph and tokenizer files are in the model folder
+    "onnx-int8": ("onnxruntime", "tokenizers", "tqdm"),
 }
 
 
