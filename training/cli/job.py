@@ -126,6 +126,11 @@ def check_targets(config: Config) -> None:
     check_writable_folder(config.resolve(config.evaluation.store), "evaluation.store")
     if config.evaluation.plan is not None:
         load_plan(config.resolve(config.evaluation.plan), config.evaluation.folds)
+    reference = config.model.params.get("encoder")
+    if isinstance(reference, str):  # an encoder that cannot be found (or installed) is one line now, not later
+        from training.models.encoder_sources import resolve
+
+        resolve(reference)
 
 
 def train_one(config: Config, nested: bool = False, promote: bool = True) -> TrainResult:

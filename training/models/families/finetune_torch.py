@@ -25,7 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 from transformers.utils import logging as hf_logging
 
 from training.core.seeding import seed_everything
-from training.models.encoder import length_batches
+from training.models.encoder import length_batches, torch_device
 
 PREDICT_BATCH = 64
 
@@ -63,7 +63,7 @@ def _encode(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Ten
 def _class_weights(targets: torch.Tensor, n_labels: int) -> torch.Tensor:
     counts = torch.bincount(targets, minlength=n_labels).float()
     present = counts > 0
-    weights = torch.ones(n_labels)
+    weights = torch.ones(n_labels, device=targets.device)
     weights[present] = len(targets) / (int(present.sum()) * counts[present])
     return weights
 
@@ -87,7 +87,9 @@ def fine_tune(path: Path, texts: list[str], targets: list[int], labels: list[str
     with deterministic():
         seed_everything(seed)  # the new classification layer's initial weights
         tokenizer, model = _new_classifier(path, labels)
-        targets = torch.tensor(targets)
+        device = torch_device()
+        model.to(device)
+        targets = torch.tensor(targets, device=device)
         loss_fn = torch.nn.CrossEntropyLoss(weight=_class_weights(targets, len(labels)) if params.class_weighting
                                             else None)
         optimizer = _optimizer(model, params)
@@ -102,7 +104,7 @@ def fine_tune(path: Path, texts: list[str], targets: list[int], labels: list[str
                 running = 0.0
                 for start in range(0, len(order), params.batch_size):
                     batch = order[start:start + params.batch_size]
-                    logits = model(**_encode(tokenizer, [texts[i] for i in batch], params.max_length)).logits
+                    logits = model(**_encode(tokenizer, [texts[i] for i in batch], params.max_length).to(device)).logits
                     loss = loss_fn(logits, targets[batch])
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -122,10 +124,11 @@ def predict_proba(tokenizer, model, texts: list[str], max_length: int) -> np.nda
     """Softmax probabilities (rows: texts, columns: the model's labels), batched by length."""
     out = np.zeros((len(texts), model.config.num_labels))
     model.eval()
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for batch in length_batches(texts, PREDICT_BATCH):
-            logits = model(**_encode(tokenizer, [texts[i] for i in batch], max_length)).logits
-            out[batch] = torch.softmax(logits.double(), dim=-1).numpy()
+            logits = model(**_encode(tokenizer, [texts[i] for i in batch], max_length).to(device)).logits
+            out[batch] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
     return out
 
 
@@ -140,4 +143,4 @@ def load(source: Path):
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(source, use_safetensors=True, local_files_only=True,
                                                                trust_remote_code=False)
-    return tokenizer, model.eval()
+    return tokenizer, model.eval().to(torch_device())
