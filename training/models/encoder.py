@@ -455,7 +455,7 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backe
 
 
 STORE_FORMAT = 1  # bump when what embed computes changes (pooling, padding, tokenizing): new disk-store keys
-STORE_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin", ".onnx")  # config, tokenizer, weights
+STORE_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin")  # a torch encoder's config, tokenizer, weights
 
 
 @lru_cache(maxsize=16)
@@ -491,11 +491,13 @@ def _runtime(backend: str) -> str:
 
 
 def store_spaces(backend: str, folder: str, max_length: int) -> dict[str, str]:
-    """The disk store's space of each layer choice: the encoder folder's (torch) or the bundle's (ONNX)
-    config, tokenizer and weight files by content, the runtime, layers and max_length."""
-    graph = ONNX_FILES.get(backend)  # the graph this backend runs; torch runs none
-    files = sorted(f for f in Path(folder).iterdir()
-                   if f.is_file() and f.suffix in STORE_SUFFIXES and (f.suffix != ".onnx" or f.name == graph))
+    """The disk store's space of each layer choice: the torch encoder folder's config, tokenizer and weight
+    files, or an ONNX bundle's graph and tokenizer files, by content (so a model folder's copy of a bundle shares
+    the rows of the cache's); the runtime, layers and max_length."""
+    if backend == "torch":
+        files = sorted(f for f in Path(folder).iterdir() if f.is_file() and f.suffix in STORE_SUFFIXES)
+    else:
+        files = [Path(folder) / name for name in (ONNX_FILES[backend], *TOKENIZER_FILES) if (Path(folder) / name).is_file()]
     stats = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     model = f"{backend}:{_files_digest(str(folder), stats)}"
     return {layers: json.dumps([model, _runtime(backend), layers, max_length]) for layers in LAYERS}
