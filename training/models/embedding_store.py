@@ -133,7 +133,7 @@ class EmbeddingStore:
     def _prepare(self, connection: sqlite3.Connection) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, FORMAT):
-            raise sqlite3.DatabaseError(f"made in format {version}, this code reads format {FORMAT}")
+            raise sqlite3.OperationalError(f"made in format {version}, this code reads format {FORMAT}")
         if version == 0:  # a new file (or one whose creation was cut short): settings that must come first
             connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -141,17 +141,10 @@ class EmbeddingStore:
         connection.execute("PRAGMA synchronous = NORMAL")  # a cache: a power cut may lose the last writes, not the file
         connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
         if version == 0:
-            try:
-                with self._transaction(connection):
-                    for statement in SCHEMA:
-                        connection.execute(statement)
-                    connection.execute(f"PRAGMA user_version = {FORMAT}")
-            except sqlite3.OperationalError as exc:
-                if _busy(exc) or not connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone():
-                    raise
-                self.writable = False  # a read-only file another process already set up: read what it holds
-                log.warning("embedding cache %s: cannot write (%s); reading it without adding to it",
-                            self.path, _first_line(exc))
+            with self._transaction(connection):  # IF NOT EXISTS: another process may have won the race
+                for statement in SCHEMA:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {FORMAT}")
 
     @staticmethod
     @contextmanager
