@@ -8,7 +8,8 @@ re-embed nothing. Beneath that in-process cache lies a persistent one on disk
 (:mod:`training.models.embedding_store`, ``~/.cache/training-embeddings/``, moved by
 ``TRAINING_EMBEDDING_CACHE``, turned off by ``TRAINING_EMBEDDING_CACHE=off`` or ``--no-cache``): a text is
 encoded once per encoder (its files' content), runtime, layers and max_length, ever, and later processes
-read its vector back bit for bit. torch is imported only when something is encoded. A text gets the same
+read its vector back bit for bit. torch is imported only when the torch backend embeds something (the
+device it runs on is part of the disk store's key); ONNX backends never import it. A text gets the same
 vector whatever else is encoded with it (see the ``MKL_CBWR`` note below), so what the caches hold never
 changes a result.
 
@@ -469,8 +470,9 @@ def _files_digest(folder: str, stats: tuple[tuple[str, int, int], ...]) -> str:
 
 
 @lru_cache(maxsize=4)
-def _runtime(backend: str) -> str:
-    """What else decides a vector's bits: the computing libraries, the CPU (MKL picks kernels by it), the code."""
+def _runtime(backend: str, device: str) -> str:
+    """What else decides a vector's bits: the computing libraries, the device (GPU vectors differ from CPU ones),
+    the CPU (MKL picks kernels by it), the code."""
     import platform
     from importlib import metadata
 
@@ -485,7 +487,8 @@ def _runtime(backend: str) -> str:
     if Path("/proc/cpuinfo").is_file():
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "")
-    return json.dumps({"libraries": {name: version(name) for name in names}, "machine": platform.machine(),
+    return json.dumps({"libraries": {name: version(name) for name in names}, "device": device,
+                       "machine": platform.machine(),
                        "cpu": cpu or platform.processor(), "mkl_cbwr": os.environ.get("MKL_CBWR"),
                        "width_step": WIDTH_STEP, "format": STORE_FORMAT}, sort_keys=True)
 
@@ -494,13 +497,19 @@ def store_spaces(backend: str, folder: str, max_length: int) -> dict[str, str]:
     """The disk store's space of each layer choice: the torch encoder folder's config, tokenizer and weight
     files, or an ONNX bundle's graph and tokenizer files, by content (so a model folder's copy of a bundle shares
     the rows of the cache's); the runtime, layers and max_length."""
+    device = "cpu"  # ONNX Runtime runs on the CPU provider
     if backend == "torch":
         files = sorted(f for f in Path(folder).iterdir() if f.is_file() and f.suffix in STORE_SUFFIXES)
+        device = torch_device()
+        if device == "cuda":
+            import torch
+
+            device = f"cuda:{torch.cuda.get_device_name()}"
     else:
         files = [Path(folder) / name for name in (ONNX_FILES[backend], *TOKENIZER_FILES) if (Path(folder) / name).is_file()]
     stats = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     model = f"{backend}:{_files_digest(str(folder), stats)}"
-    return {layers: json.dumps([model, _runtime(backend), layers, max_length]) for layers in LAYERS}
+    return {layers: json.dumps([model, _runtime(backend, device), layers, max_length]) for layers in LAYERS}
 
 
 def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
