@@ -464,8 +464,11 @@ def _files_digest(folder: str, stats: tuple[tuple[str, int, int], ...]) -> str:
     """sha256 over the named files' contents; memoised per (folder, names, sizes, mtimes): hashed once per process."""
     sha = hashlib.sha256()
     for name, _, _ in stats:
+        file_sha = hashlib.sha256()  # not hashlib.file_digest: Python 3.10 is supported
         with open(Path(folder) / name, "rb") as handle:
-            sha.update(name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest())
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                file_sha.update(chunk)
+        sha.update(name.encode() + b"\0" + file_sha.digest())
     return sha.hexdigest()
 
 
