@@ -34,6 +34,17 @@ SLOW_FIXTURES = {  # a test that uses one of these is slow (see the marker in py
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedding_store_root(tmp_path_factory):
+    """The session's own persistent embedding cache: no test reads or fills the user's, and every session starts
+    empty (tests needing an empty one of their own point ``TRAINING_EMBEDDING_CACHE`` elsewhere)."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("embedding-cache")
+        patch.setenv("TRAINING_EMBEDDING_CACHE", str(root))
+        patch.delenv("TRAINING_EMBEDDING_CACHE_MAX_MB", raising=False)
+        yield root
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):

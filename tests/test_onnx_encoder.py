@@ -124,6 +124,29 @@ def test_a_texts_vector_does_not_depend_on_its_batch_or_the_cache(onnx_cache, se
                           encoder.embed(seed_sentences[10:40], backend=backend, use_cache=False))
 
 
+def test_the_disk_store_serves_each_graphs_vectors_bit_for_bit(onnx_cache, seed_sentences, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINING_EMBEDDING_CACHE", str(tmp_path / "store"))
+    encoder.clear_cache()
+    onnx = ("onnx", "onnx-int8")
+    fresh = {backend: encoder.embed(seed_sentences, backend=backend, use_cache=False) for backend in onnx}
+    for backend in onnx:
+        encoder.embed(seed_sentences, backend=backend)  # encoded and stored
+    copy = encoder.copy_bundle(encoder.PACKAGED, "onnx-int8", tmp_path / "model" / encoder.MODEL_BUNDLE)
+    encoder.clear_cache()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("encoded")
+
+    monkeypatch.setattr(encoder, "_encode", refuse)
+    for backend in onnx:
+        assert np.array_equal(encoder.embed(seed_sentences, backend=backend), fresh[backend])
+    # a model folder's copy of the graph reads the rows its original stored; torch has rows of its own
+    assert np.array_equal(encoder.embed(seed_sentences, backend="onnx-int8", bundle=copy), fresh["onnx-int8"])
+    with pytest.raises(AssertionError, match="encoded"):
+        encoder.embed(seed_sentences)
+    encoder.clear_cache()
+
+
 def test_export_is_reused_and_leaves_no_partial_files(onnx_cache, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")

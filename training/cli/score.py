@@ -9,6 +9,7 @@ from pathlib import Path
 
 from training.cli.guard import guarded
 from training.core.console import quiet_third_parties
+from training.models import embedding_store
 from training.serving.score import DUPLICATE_POLICIES, score, staging_folder
 
 
@@ -28,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
                              "<out>.duplicates.jsonl")
     parser.add_argument("--chunk-size", type=int, default=500, help="pages per chunk (default: 500)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the persistent embedding cache (TRAINING_EMBEDDING_CACHE)")
     args = parser.parse_args(argv)
+    if args.no_cache:
+        embedding_store.disable()
     quiet_third_parties(logging.WARNING)
 
     def work() -> None:

@@ -14,6 +14,7 @@ from training.cli.guard import first_line, guarded
 from training.cli.job import summary, train_one
 from training.cli.sweep import expand, run_sweep
 from training.core.console import quiet_third_parties
+from training.models import embedding_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", nargs="+", default=None,  # str, not Path: Path("k=sqlite:////x") drops slashes
                         help="config file(s) or sweep file(s) (default: configs/default.yaml)")
     parser.add_argument("--no-promote", action="store_true", help="never move the registry's champion alias")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the persistent embedding cache (TRAINING_EMBEDDING_CACHE)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every config")
     args = parser.parse_args(argv)
+    if args.no_cache:
+        embedding_store.disable()
     if args.config:  # `--config a.yaml key=value`: nargs="+" also takes the overrides; give them back
         args.overrides = [c for c in args.config if "=" in c] + args.overrides
         args.config = [Path(c) for c in args.config if "=" not in c] or None

