@@ -52,7 +52,8 @@ def test_ece_counted_by_hand_on_four_predictions_in_two_bins():
     # label 0 one-vs-rest: p = .40 .45 .10 in the low bin (mean 0.95/3, one of three is label 0), .90 high (none)
     assert classwise_ece(proba, truth, ["a", "b", "c"], bins=2)["a"] == pytest.approx(
         0.75 * abs(0.95 / 3 - 1 / 3) + 0.25 * 0.9)
-    assert expected_calibration_error(proba, truth, bins=1) == pytest.approx(2.55 / 4 - 0.5)  # one bin: mean confidence - accuracy
+    # one bin: mean confidence - accuracy
+    assert expected_calibration_error(proba, truth, bins=1) == pytest.approx(2.55 / 4 - 0.5)
 
 
 def test_calibrated_probabilities_have_ece_near_zero_and_over_confident_ones_do_not():

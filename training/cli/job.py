@@ -186,8 +186,9 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_metrics({"data.suspect_labels": len(suspects)})
             stop_if_terminated()
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
-                         metrics, temperature=metrics["calibration"]["temperature"], extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
-                                         "train_seconds": train_seconds})
+                         metrics, temperature=metrics["calibration"]["temperature"],
+                         extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
+                                "train_seconds": train_seconds})
             log.info("logging the model to MLflow%s", " and registering it" if config.tracking.registered_model else "")
             first_page = labelled.records["article_id"] == labelled.records["article_id"].iloc[0]
             info = track.log_model(staging, config, labelled.records[first_page].head(5), SentenceClassifierModel())
@@ -244,8 +245,9 @@ def summary(result: TrainResult) -> str:
                 f"{calibration['ece']:.3f}")
         if calibration["method"] == "temperature":
             after = calibration["ece_calibrated"]
-            line += (f"; temperature {calibration['temperature']:.2f} (in the model)"
-                     + (f": {after:.3f} cross-fitted over the folds" if np.isfinite(after) else ""))
+            line += (f"; with temperature {calibration['temperature']:.2f} (applied by the exported model) "
+                     + (f"{after:.3f}, cross-fitted over the folds" if np.isfinite(after)
+                        else "(one fold: not measured)"))
         lines.append(line)
     if result.baseline_note:
         lines.append(f"gold only: {result.baseline_note}")
