@@ -22,6 +22,7 @@ from training.core.seeding import seed_everything
 from training.core.errors import InputError
 from training.core.targets import check_writable_folder
 from training.data.records import take
+from training.evaluation.calibration import plot_reliability
 from training.evaluation.cv import Evaluation, evaluate, flat_metrics, plot_confusion, trainable_rows
 from training.evaluation.suspects import label_issues
 from training.labelling.stage import Labelled, build, to_dataset
@@ -63,10 +64,15 @@ def with_tracking(estimator):
 
 
 def run_metrics(metrics: dict, labelled: Labelled, evaluation: Evaluation, train_seconds: float) -> dict[str, float]:
-    """The run's metrics (at most 40): the model in detail, the baseline and the rule combiners in brief."""
+    """The run's metrics (at most 42): the model in detail, the baseline and the rule combiners in brief, the
+    out-of-fold calibration error (before, and after cross-fitted temperature scaling when it is applied)."""
     flat = flat_metrics(metrics["model"], "model")
     if "baseline" in metrics:
         flat["baseline.macro_f1"] = metrics["baseline"]["macro_f1"]
+    calibration = metrics["calibration"]
+    flat["cv_ece"] = calibration["ece"]
+    if calibration["method"] != "none":
+        flat["cv_ece_calibrated"] = calibration["ece_calibrated"]  # NaN (not logged) with a single fold
     for key in ("rules_majority", "rules_label_model"):
         flat.update(flat_metrics(metrics[key], key, detail=False))
     return {**flat, "time.cv_seconds": evaluation.cv.seconds, "time.fit_seconds": train_seconds,
@@ -81,6 +87,9 @@ def _log_artifacts(config: Config, labelled: Labelled, evaluation: Evaluation, w
     for key, title in (("model", f"{config.name} ({config.model.family})"),
                        ("rules_majority", "rules, majority vote"), ("rules_label_model", "rules, label model")):
         track.log_file(plot_confusion(metrics[key], workdir / f"confusion_{key}.png", title), "plots")
+    if evaluation.calibration is not None:
+        track.log_file(plot_reliability(evaluation.calibration, workdir / "reliability.png",
+                                        f"{config.name} ({config.model.family}), out of fold"), "plots")
     track.log_table(labelled.report, "rule_report")
     (workdir / "rule_report.txt").write_text(format_report(labelled.report), encoding="utf-8")
     track.log_file(workdir / "rule_report.txt", "tables")
@@ -182,8 +191,9 @@ def train_one(config: Config, nested: bool = False, promote: bool = True) -> Tra
                 track.log_metrics({"data.suspect_labels": len(suspects)})
             stop_if_terminated()
             export.write(staging, model, config.model.family, labelled.labels, config.model_dump(mode="json"),
-                         metrics, extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
-                                         "train_seconds": train_seconds})
+                         metrics, temperature=metrics["calibration"]["temperature"],
+                         extra={"mlflow_run_id": run.info.run_id, "git_commit": track.git_commit(),
+                                "train_seconds": train_seconds})
             log.info("logging the model to MLflow%s", " and registering it" if config.tracking.registered_model else "")
             first_page = labelled.records["article_id"] == labelled.records["article_id"].iloc[0]
             info = track.log_model(staging, config, labelled.records[first_page].head(5), SentenceClassifierModel())
@@ -234,6 +244,16 @@ def summary(result: TrainResult) -> str:
         lines.append(f"model macro-F1 95% interval (pages resampled) {model['macro_f1_ci_low']:.3f}–"
                      f"{model['macro_f1_ci_high']:.3f}; folds {model['macro_f1_fold_mean']:.3f} "
                      f"± {model['macro_f1_fold_std']:.3f}")
+    calibration = m.get("calibration")
+    if calibration:
+        line = (f"model calibration error (top-label ECE, {calibration['bins']} bins, out of fold) "
+                f"{calibration['ece']:.3f}")
+        if calibration["method"] == "temperature":
+            after = calibration["ece_calibrated"]
+            line += (f"; with temperature {calibration['temperature']:.2f} (applied by the exported model) "
+                     + (f"{after:.3f}, cross-fitted over the folds" if np.isfinite(after)
+                        else "(one fold: not measured)"))
+        lines.append(line)
     if result.baseline_note:
         lines.append(f"gold only: {result.baseline_note}")
     lines += [f"model:   {result.model_dir}", f"run id:  {result.run_id}",

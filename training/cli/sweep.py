@@ -74,12 +74,23 @@ def expand(paths: list[Path] | None, overrides: list[str]) -> list[Config]:
     return configs
 
 
+def _calibration_columns(calibration: dict | None) -> dict:
+    """The out-of-fold ECE as the model gives it (``ece``) and after temperature scaling (``ece_T``, cross-fitted)."""
+    if not calibration:
+        return {"ece": "", "ece_T": ""}
+    after = calibration.get("ece_calibrated", float("nan"))
+    return {"ece": round(calibration["ece"], 3),
+            "ece_T": round(after, 3) if calibration["method"] == "temperature" and after == after else ""}
+
+
 def comparison_rows(results) -> list[dict]:
     rows = []
     for r in sorted(results, key=lambda r: r.macro_f1, reverse=True):
         m = r.metrics["model"]
         row = {"config": r.config.name, "family": r.config.model.family, "macro_f1": round(m["macro_f1"], 4),
-               "fold_std": round(m["macro_f1_fold_std"], 4), "train_s": round(r.train_seconds, 1),
+               "fold_std": round(m["macro_f1_fold_std"], 4),
+               **_calibration_columns(r.metrics.get("calibration")),
+               "train_s": round(r.train_seconds, 1),
                "total_s": round(r.seconds, 1), "run_id": r.run_id}
         row.update({f"f1_{k}": round(v["f1"], 3) for k, v in m["per_class"].items()})
         rows.append(row)

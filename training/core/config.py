@@ -69,6 +69,9 @@ class EvaluationConfig(_Strict):
     baseline: bool = True  # also score the same family trained on gold labels alone
     find_label_issues: bool = True
     store: Path = Path("data/cache/out_of_fold")  # where a run keeps its out-of-fold predictions (review reads them)
+    calibration: Literal["none", "temperature"] = "temperature"  # temperature: the exported model's probabilities
+    # are tempered by one T fitted on the out-of-fold probabilities (labels unchanged)
+    ece_bins: int = Field(15, ge=1, le=1000)  # equal-width confidence bins of the calibration error and diagram
 
 
 class TrackingConfig(_Strict):

@@ -22,6 +22,7 @@ from sklearn.model_selection import cross_val_predict
 
 from training.core.errors import InputError
 from training.core.metrics import classification_metrics
+from training.evaluation.calibration import Calibration, calibrate
 from training.models.families.base import full_proba
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ class Evaluation:
     plan: str  # where the folds came from
     baseline_note: str = ""  # how the gold-only baseline was obtained
     misclassified: list[dict] = field(default_factory=list)
+    calibration: Calibration | None = None  # of the model's out-of-fold probabilities (also in metrics)
 
 
 def fold_assignment(config: "Config", labelled: "Labelled") -> tuple[np.ndarray, str, str]:
@@ -287,6 +289,15 @@ def _scored(labelled: "Labelled", cv: CrossValidation, config: "Config") -> dict
     return metrics
 
 
+def calibration_of(cv: CrossValidation, gold_labels: Sequence[str], labels: Sequence[str], method: str,
+                   bins: int) -> Calibration:
+    """The calibration of the out-of-fold probabilities of the gold sentences (see :mod:`.calibration`); the
+    temperature is cross-fitted over the plan's folds, so its ECE is measured on rows it was not fitted on."""
+    column = {label: k for k, label in enumerate(labels)}
+    return calibrate(cv.gold_probabilities, [column[label] for label in gold_labels], cv.fold_of[cv.gold_index],
+                     labels, method, bins)
+
+
 def evaluate(config: "Config", labelled: "Labelled", estimator: BaseEstimator,
              progress: Callable[[str], None] = lambda _: None) -> Evaluation:
     """Grouped CV of the (unfitted) estimator under the plan, the gold-only baseline and the rules, on the same gold."""
@@ -297,6 +308,9 @@ def evaluate(config: "Config", labelled: "Labelled", estimator: BaseEstimator,
                         labelled.gold_labels, labels, estimator, progress)
     save_store(store_path(config), store_key(config, labelled, fold_of), cv)  # for the review queue
     metrics = {"model": _scored(labelled, cv, config)}
+    calibration = calibration_of(cv, labelled.gold_labels, labels, config.evaluation.calibration,
+                                 config.evaluation.ece_bins)
+    metrics["calibration"] = calibration.as_dict()
     if config.evaluation.baseline:
         gold_only = np.full(len(labelled.sentences), None, dtype=object)
         gold_only[labelled.gold_index] = labelled.gold_labels
@@ -315,7 +329,7 @@ def evaluate(config: "Config", labelled: "Labelled", estimator: BaseEstimator,
     for name, value in labelled.combiner_metrics().items():
         metrics[f"rules_{name}"] = value
     return Evaluation(metrics, cv, fingerprint, source, note,
-                      _misclassified(labelled, cv, cv.gold_predictions(labels)))
+                      _misclassified(labelled, cv, cv.gold_predictions(labels)), calibration)
 
 
 def store_key(config: "Config", labelled: "Labelled", fold_of: np.ndarray) -> str:

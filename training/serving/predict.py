@@ -24,7 +24,8 @@ import numpy as np
 
 from training.core.config import PROJECT_ROOT
 from training.data.corpus import segment_article
-from training.tracking.export import MANIFEST, load_family_model
+from training.evaluation.calibration import temper
+from training.tracking.export import MANIFEST, load_family_model, temperature_of
 from training.data.records import as_records
 
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "default"
@@ -53,17 +54,22 @@ class SentenceClassifier:
         self.path = path
         self.labels: list[str] = list(manifest["labels"])
         self.family: str = manifest["family"]
+        self.temperature: float = temperature_of(manifest, path)  # fitted out of fold when trained; 1: as is
 
     def __repr__(self) -> str:
         return f"SentenceClassifier(family={self.family!r}, path={self.path!r})"
 
     def proba_matrix(self, records) -> np.ndarray:
-        """Probabilities (rows: records, columns: labels); a list of strings is one-sentence pages."""
+        """Probabilities (rows: records, columns: labels); a list of strings is one-sentence pages.
+
+        Every served probability comes from here (``predict``, ``classify_articles``, the pyfunc, the scorer): the
+        model's own, tempered by the manifest's temperature (same order in each row, so the same labels).
+        """
         records = as_records(records)
         if len(records) == 0:
             return np.zeros((0, len(self.labels)))
         proba = np.asarray(self.model.predict_proba(records), dtype=float)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return temper(proba / proba.sum(axis=1, keepdims=True), self.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [self.labels[i] for i in self.proba_matrix(texts).argmax(axis=1)]

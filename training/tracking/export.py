@@ -32,6 +32,7 @@ RETRAIN = "retrain it with `python -m training.train`"
 # The layout of the folders this code writes and reads (model.json "format"); bump on a change.
 # 1: joblib pickles (no "format" key); 2: skops files + safetensors, every file's sha256 in model.json.
 MODEL_FORMAT = 2
+TEMPERATURE = "temperature"  # model.json key: served probabilities are softmax(log p / T); absent in older folders: 1
 log = logging.getLogger(__name__)
 
 
@@ -84,14 +85,18 @@ def file_digests(folder: Path) -> dict[str, str]:
 
 
 def write(folder: Path, model, family: str, labels: list[str], config: dict, metrics: dict,
-          extra: dict[str, Any] | None = None) -> Path:
+          extra: dict[str, Any] | None = None, temperature: float = 1.0) -> Path:
     """Save a fitted family model into ``folder``, then its manifest with the digests of the files just written;
-    a full disk is one line naming its folder."""
+    a full disk is one line naming its folder.
+
+    ``temperature``: what the served probabilities are tempered by (:func:`temperature_of`; 1: as the model gives
+    them), kept in the manifest as data."""
     with refused_writes(f"output_dir {folder.parent}", "cannot write the model",
                         "no model folder was written or replaced"):
         model.save(folder)
         manifest = {"format": MODEL_FORMAT, "family": family, "labels": labels, "params": config["model"]["params"],
-                    "seed": config["seed"], "config": config, "metrics": metrics, **(extra or {}),
+                    "seed": config["seed"], TEMPERATURE: float(temperature), "config": config, "metrics": metrics,
+                    **(extra or {}),
                     DIGESTS: file_digests(folder)}
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
     return folder
@@ -139,7 +144,19 @@ def read_manifest(folder: Path) -> dict:
         raise IncompatibleModelError(f"{folder}: model folder format {found!r}, but this version of training reads "
                                      f"format {MODEL_FORMAT}; retrain the model, or load it with the version "
                                      "that wrote it")
+    temperature_of(manifest, path)
     return manifest
+
+
+def temperature_of(manifest: dict, where: Path | str = MANIFEST) -> float:
+    """The manifest's temperature (1.0 in folders written before calibration); not a positive number: damaged."""
+    import math
+
+    value = manifest.get(TEMPERATURE, 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise DamagedModelError(f"{where}: damaged model manifest ('{TEMPERATURE}' is {value!r}, not a positive "
+                                "number); retrain the model")
+    return float(value)
 
 
 def check_files(folder: Path, manifest: dict) -> None:
