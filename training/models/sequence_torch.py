@@ -83,7 +83,8 @@ def network(weights: dict[str, np.ndarray]) -> PageGRU:
     """The :class:`PageGRU` with ``weights`` (from :func:`train`), in eval mode; its sizes come from the weights."""
     features = weights["gru.weight_ih_l0"].shape[1]
     classes, both = weights["out.weight"].shape
-    net = PageGRU(features, both // 2, classes)
+    with torch.random.fork_rng(devices=[]):  # its initial weights (overwritten) leave torch's random state alone
+        net = PageGRU(features, both // 2, classes)
     net.load_state_dict({name: torch.from_numpy(np.asarray(value)) for name, value in weights.items()})
     return net.eval()
 
