@@ -84,7 +84,7 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
     first use: torch is imported only when the head is fitted or predicts (see :mod:`training.models.sequence_torch`).
     """
 
-    def __init__(self, hidden: int = 128, epochs: int = 30, dropout: float = 0.2, learning_rate: float = 1e-3,
+    def __init__(self, hidden: int = 128, epochs: int = 20, dropout: float = 0.2, learning_rate: float = 2e-3,
                  batch_pages: int = 16, class_weight: str | None = "balanced", random_state: int | None = None,
                  ) -> None:
         self.hidden, self.epochs, self.dropout, self.learning_rate = hidden, epochs, dropout, learning_rate

@@ -30,8 +30,8 @@ class PageGRU(nn.Module):
     def packed_logits(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits of the real (not padding) steps of a padded batch ``(pages, steps, features)``, in the order
         of ``pack_padded_sequence(..., lengths, batch_first=True, enforce_sorted=False).data``."""
-        packed = pack_padded_sequence(self.dropout(padded), lengths, batch_first=True, enforce_sorted=False)
-        output, _ = self.gru(packed)
+        packed = pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = self.gru(packed._replace(data=self.dropout(packed.data)))  # no dropout drawn for the padding
         return self.out(self.dropout(output.data))
 
     def page_logits(self, page: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ class Params(EncoderParams):
     tree_components: int = Field(32, ge=1)  # PCA components of the embeddings that the trees read
     sequence_weight: float = Field(0.0, ge=0)  # weight of the page-sequence head (a BiGRU over each page) (0 = off)
     sequence_hidden: int = Field(128, ge=8)  # GRU units per direction
-    sequence_epochs: int = Field(30, ge=1)  # passes over the training pages
+    sequence_epochs: int = Field(20, ge=1)  # passes over the training pages
     sequence_dropout: float = Field(0.2, ge=0, lt=1)  # dropout on the GRU's inputs and outputs while training
 
 
