@@ -71,6 +71,22 @@ def test_same_seed_same_probabilities_bit_for_bit_and_torch_global_state_untouch
     assert not np.array_equal(first, other)
 
 
+def test_it_runs_on_one_thread_whatever_torch_is_set_to_and_leaves_the_setting_alone(unseen):
+    X, y = _pages(20, seed=2)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            head = PageSequenceHead(**{**SMALL, "epochs": 2}, random_state=5).fit(X, y)
+            assert torch.get_num_threads() == threads
+            results.append(head.predict_proba(unseen[0]))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(*results)
+
+
 def test_a_page_gets_the_same_probabilities_alone_or_in_a_batch(fitted, unseen):
     X, _ = unseen
     batch = fitted.predict_proba(X)

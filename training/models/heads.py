@@ -78,7 +78,8 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
 
     Trained with Adam on cross-entropy (class weights ``"balanced"`` like the other heads', or None) for a fixed
     number of ``epochs``, on mini-batches of ``batch_pages`` whole pages shuffled by a generator seeded with
-    ``random_state``: same seed (and thread count), bit-identical probabilities. At predict time each page runs
+    ``random_state``: same seed, bit-identical probabilities (torch runs it on one thread, whatever the machine's
+    cores: see :func:`training.models.sequence_torch.one_thread`). At predict time each page runs
     alone (no padding), so a page gets the same probabilities alone or in any batch. The learned weights are kept
     as numpy arrays (``weights_``; a stored model holds plain data) and the torch network is rebuilt from them on
     first use: torch is imported only when the head is fitted or predicts (see :mod:`training.models.sequence_torch`).
@@ -131,8 +132,8 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
         if getattr(self, "_network", None) is None:
             self._network = sequence_torch.network(self.weights_)
         features = self.scaler_.transform(X[:, 2:]).astype(np.float32)
-        for rows in page_runs(X[:, 0], X[:, 1]):
-            logits = sequence_torch.page_logits(self._network, features[rows])
+        pages = page_runs(X[:, 0], X[:, 1])
+        for rows, logits in zip(pages, sequence_torch.page_logits(self._network, [features[rows] for rows in pages])):
             out[rows] = softmax(logits.astype(np.float64), axis=1)
         return out
 
