@@ -61,7 +61,7 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
         return self.bag_.predict_proba(X)
 
 
-def page_runs(codes: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+def _page_runs(codes: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
     """The rows of each page (rows with the same code), ordered by position; pages in code order."""
     order = np.lexsort((positions, codes))
     starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else np.zeros(0, int)
@@ -81,8 +81,8 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
     ``random_state``: same seed, bit-identical probabilities (torch runs it on one thread, whatever the machine's
     cores: see :func:`training.models.sequence_torch.one_thread`). At predict time each page runs
     alone (no padding), so a page gets the same probabilities alone or in any batch. The learned weights are kept
-    as numpy arrays (``weights_``; a stored model holds plain data) and the torch network is rebuilt from them on
-    first use: torch is imported only when the head is fitted or predicts (see :mod:`training.models.sequence_torch`).
+    as numpy arrays (``network_weights_``; a stored model holds plain data) and the torch network is rebuilt from
+    them on first use: torch is imported only when the head is fitted or predicts (:mod:`.sequence_torch`).
     """
 
     def __init__(self, hidden: int = 128, epochs: int = 20, dropout: float = 0.2, learning_rate: float = 2e-3,
@@ -109,10 +109,10 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
         features = self.scaler_.transform(X[:, 2:]).astype(np.float32)
         weights = (compute_class_weight("balanced", classes=np.arange(len(self.classes_)), y=targets)
                    if self.class_weight == "balanced" else np.ones(len(self.classes_)))
-        pages = page_runs(X[:, 0], X[:, 1])
-        self.weights_ = sequence_torch.train([features[rows] for rows in pages], [targets[rows] for rows in pages],
-                                             weights, self.hidden, self.epochs, self.dropout, self.learning_rate,
-                                             self.batch_pages, self.random_state)
+        pages = _page_runs(X[:, 0], X[:, 1])
+        self.network_weights_ = sequence_torch.train(
+            [features[rows] for rows in pages], [targets[rows] for rows in pages], weights, self.hidden, self.epochs,
+            self.dropout, self.learning_rate, self.batch_pages, self.random_state)
         vars(self).pop("_network", None)
         return self
 
@@ -124,15 +124,15 @@ class PageSequenceHead(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         from training.models import sequence_torch
 
-        check_is_fitted(self, "weights_")
+        check_is_fitted(self, "network_weights_")
         X = self._matrix(X)
         out = np.zeros((len(X), len(self.classes_)))
         if not len(X):
             return out
         if getattr(self, "_network", None) is None:
-            self._network = sequence_torch.network(self.weights_)
+            self._network = sequence_torch.network(self.network_weights_)
         features = self.scaler_.transform(X[:, 2:]).astype(np.float32)
-        pages = page_runs(X[:, 0], X[:, 1])
+        pages = _page_runs(X[:, 0], X[:, 1])
         for rows, logits in zip(pages, sequence_torch.page_logits(self._network, [features[rows] for rows in pages])):
             out[rows] = softmax(logits.astype(np.float64), axis=1)
         return out
