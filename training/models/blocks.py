@@ -336,6 +336,24 @@ class PagePosition(BaseEstimator, TransformerMixin):
         ]).astype(float)
 
 
+class PageOrder(BaseEstimator, TransformerMixin):
+    """Which page each record is on and where: a page code and the position on the page (0-based, in ``index``
+    order), for a head that reads pages as sequences (:class:`~training.models.heads.PageSequenceHead`).
+
+    The codes number the pages of the records given (in order of first appearance): exact and collision-free,
+    unlike a hash of the id, and enough, since they only have to tell apart the pages of one call, whose
+    blocks and heads run together. Nothing is learned.
+    """
+
+    def fit(self, X, y=None) -> "PageOrder":
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        records = as_records(X)
+        codes, _ = pd.factorize(records["article_id"])
+        return np.column_stack([codes, page_layout(records).index]).astype(np.float64).reshape(-1, 2)
+
+
 class LineShape(BaseEstimator, TransformerMixin):
     """The line's shape: length, terminal punctuation, capitalisation, digits, list/byline marks."""
 

@@ -12,10 +12,14 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import BaggingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
 
 log = logging.getLogger(__name__)
 MIN_ROWS_PER_CLASS_TO_STOP_EARLY = 20  # below this, a 10% validation split cannot hold every class
@@ -55,6 +59,86 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         return self.bag_.predict_proba(X)
+
+
+def _page_runs(codes: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+    """The rows of each page (rows with the same code), ordered by position; pages in code order."""
+    order = np.lexsort((positions, codes))
+    starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else np.zeros(0, int)
+    return np.split(order, starts[1:])
+
+
+class PageSequenceHead(ClassifierMixin, BaseEstimator):
+    """A one-layer bidirectional GRU over each page's sentences in page order: a class distribution per sentence
+    that can depend on anything before or after it on the page, not only on its neighbours' features.
+
+    Reads a matrix whose first two columns are a page code and the position on the page (a
+    :class:`~training.models.blocks.PageOrder` block's output) and whose other columns are the sentence's features,
+    standardised with the training rows' means and deviations. Rows come back in the order given.
+
+    Trained with Adam on cross-entropy (class weights ``"balanced"`` like the other heads', or None) for a fixed
+    number of ``epochs``, on mini-batches of ``batch_pages`` whole pages shuffled by a generator seeded with
+    ``random_state``: same seed, bit-identical probabilities (torch runs it on one thread, whatever the machine's
+    cores: see :func:`training.models.sequence_torch.one_thread`). At predict time each page runs
+    alone (no padding), so a page gets the same probabilities alone or in any batch. The learned weights are kept
+    as numpy arrays (``network_weights_``; a stored model holds plain data) and the torch network is rebuilt from
+    them on first use: torch is imported only when the head is fitted or predicts (:mod:`.sequence_torch`).
+    """
+
+    def __init__(self, hidden: int = 128, epochs: int = 20, dropout: float = 0.2, learning_rate: float = 2e-3,
+                 batch_pages: int = 16, class_weight: str | None = "balanced", random_state: int | None = None,
+                 ) -> None:
+        self.hidden, self.epochs, self.dropout, self.learning_rate = hidden, epochs, dropout, learning_rate
+        self.batch_pages, self.class_weight, self.random_state = batch_pages, class_weight, random_state
+
+    @staticmethod
+    def _matrix(X) -> np.ndarray:
+        X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] < 3:
+            raise ValueError(f"expected columns page code, position, features...; got shape {X.shape}")
+        return X
+
+    def fit(self, X, y) -> "PageSequenceHead":
+        from training.models import sequence_torch
+
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight {self.class_weight!r}: expected 'balanced' or None")
+        X, y = self._matrix(X), np.asarray(y)
+        self.classes_, targets = np.unique(y, return_inverse=True)
+        self.scaler_ = StandardScaler().fit(X[:, 2:])
+        features = self.scaler_.transform(X[:, 2:]).astype(np.float32)
+        weights = (compute_class_weight("balanced", classes=np.arange(len(self.classes_)), y=targets)
+                   if self.class_weight == "balanced" else np.ones(len(self.classes_)))
+        pages = _page_runs(X[:, 0], X[:, 1])
+        self.network_weights_ = sequence_torch.train(
+            [features[rows] for rows in pages], [targets[rows] for rows in pages], weights, self.hidden, self.epochs,
+            self.dropout, self.learning_rate, self.batch_pages, self.random_state)
+        vars(self).pop("_network", None)
+        return self
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # the weights as arrays, not the torch network built from them
+        state.pop("_network", None)
+        return state
+
+    def predict_proba(self, X) -> np.ndarray:
+        from training.models import sequence_torch
+
+        check_is_fitted(self, "network_weights_")
+        X = self._matrix(X)
+        out = np.zeros((len(X), len(self.classes_)))
+        if not len(X):
+            return out
+        if getattr(self, "_network", None) is None:
+            self._network = sequence_torch.network(self.network_weights_)
+        features = self.scaler_.transform(X[:, 2:]).astype(np.float32)
+        pages = _page_runs(X[:, 0], X[:, 1])
+        for rows, logits in zip(pages, sequence_torch.page_logits(self._network, [features[rows] for rows in pages])):
+            out[rows] = softmax(logits.astype(np.float64), axis=1)
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 def _columns(outputs: dict, names: Sequence[str]):

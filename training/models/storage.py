@@ -36,8 +36,10 @@ TRUSTED: frozenset[str] = frozenset({
     "training.models.blocks.PagePosition",
     "training.models.blocks.LineShape",
     "training.models.blocks.Recurrence",
+    "training.models.blocks.PageOrder",
     "training.models.heads.BlendedClassifier",
     "training.models.heads.PerceptronBag",
+    "training.models.heads.PageSequenceHead",
 })
 
 

@@ -14,9 +14,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -24,22 +23,10 @@ from pydantic import BaseModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
-from training.core.seeding import seed_everything
+from training.core.seeding import seed_everything, torch_deterministic
 from training.models.encoder import length_batches, torch_device
 
 PREDICT_BATCH = 64
-
-
-@contextmanager
-def deterministic() -> Iterator[None]:
-    """Deterministic torch kernels inside the block; the process-wide setting is restored after."""
-    before = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def _new_classifier(path: Path, labels: list[str]):
@@ -84,7 +71,7 @@ def fine_tune(path: Path, texts: list[str], targets: list[int], labels: list[str
     """
     from tqdm.auto import tqdm
 
-    with deterministic():
+    with torch_deterministic():
         seed_everything(seed)  # the new classification layer's initial weights
         tokenizer, model = _new_classifier(path, labels)
         device = torch_device()

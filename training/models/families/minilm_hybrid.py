@@ -7,8 +7,9 @@ about), the whole sentence of a wrapped line, how well the sentence fits the pag
 (coherence), the position on the page, the line's shape and how many training pages repeat the line.
 
 The heads: a logistic regression over every block, and, each with a weight relative to its 1, a
-bag of multi-layer perceptrons over the dense blocks and gradient-boosted trees over the small
-context blocks plus a PCA summary of the embeddings. Their probabilities are averaged (like
+bag of multi-layer perceptrons over the dense blocks, gradient-boosted trees over the small
+context blocks plus a PCA summary of the embeddings, and (off by default) a bidirectional GRU over
+each page's sequence of sentence vectors. Their probabilities are averaged (like
 scikit-learn's soft ``VotingClassifier``, but the blocks run once). The perceptrons and the trees
 can combine context (a short line *and* off the story *and* near the page end) where the linear head
 can only add it up. The whole fitted model (with the rules it votes with and the recurrence it
@@ -27,13 +28,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.models import storage
-from training.models.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PagePosition,
-                                    PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding,
+from training.models.blocks import (InnerLayersEmbedding, LineShape, PageCoherence, PageEmbedding, PageOrder,
+                                    PagePosition, PrincipalComponents, Recurrence, RuleVotes, SentenceEmbedding,
                                     WholeSentenceEmbedding, WordNgrams, find_blocks, save_encoder_files,
                                     use_encoder_files)
 from training.models.encoder import EncoderParams
 from training.models.families.base import FamilyEstimator
-from training.models.heads import BlendedClassifier, PerceptronBag
+from training.models.heads import BlendedClassifier, PageSequenceHead, PerceptronBag
 
 
 class Params(EncoderParams):
@@ -60,6 +61,10 @@ class Params(EncoderParams):
     mlp_bag: int = Field(3, ge=1, le=10)  # perceptrons trained with different seeds, probabilities averaged
     tree_weight: float = Field(1.0, ge=0)  # weight of the gradient-boosted trees, relative to the linear head's 1 (0 = off)
     tree_components: int = Field(32, ge=1)  # PCA components of the embeddings that the trees read
+    sequence_weight: float = Field(0.0, ge=0)  # weight of the page-sequence head (a BiGRU over each page) (0 = off)
+    sequence_hidden: int = Field(128, ge=8)  # GRU units per direction
+    sequence_epochs: int = Field(20, ge=1)  # passes over the training pages
+    sequence_dropout: float = Field(0.2, ge=0, lt=1)  # dropout on the GRU's inputs and outputs while training
 
 
 def _encoder(params: Params) -> dict:
@@ -107,14 +112,27 @@ def _sparse_blocks(params: Params) -> list[tuple[str, object]]:
     return blocks
 
 
+def _sequence_inputs(params: Params, names: list[str]) -> tuple[list[tuple[str, object]], list[str]]:
+    """The blocks the page-sequence head needs beyond ``names`` (the dense blocks), and what it reads: the page
+    order, the sentence's own embedding (not its neighbours': the GRU reads the page itself), and the inner
+    layers, position and shape where the config has them."""
+    blocks: list[tuple[str, object]] = [("page_order", PageOrder())]
+    vector = "embedding"
+    if params.neighbour_embeddings:  # that block holds the neighbours' vectors too; the encoder's cache has the own
+        vector = "sentence_vector"
+        blocks.append((vector, SentenceEmbedding(**_encoder(params))))
+    return blocks, ["page_order", vector] + [name for name in ("inner_layers", "position", "shape") if name in names]
+
+
 def build_pipeline(params: Params, seed: int | None):
-    """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight`` or
-    ``tree_weight`` > 0, that blended with perceptrons and/or trees (blocks computed once for all heads)."""
+    """The unfitted model over records: every block → logistic regression, or, with ``mlp_weight``,
+    ``tree_weight`` or ``sequence_weight`` > 0, that blended with perceptrons, trees and/or the page-sequence
+    head (blocks computed once for all heads)."""
     linear = LogisticRegression(C=params.C, class_weight=params.class_weight, max_iter=params.max_iter,
                                 random_state=seed)
     embeddings, context, sparse = _embedding_blocks(params), _context_blocks(params), _sparse_blocks(params)
     dense = embeddings + context  # fixed, dense width: what the perceptrons read
-    if not params.mlp_weight and not params.tree_weight:
+    if not params.mlp_weight and not params.tree_weight and not params.sequence_weight:
         return Pipeline([("features", FeatureUnion(dense + sparse)), ("head", linear)])
     names = [name for name, _ in dense]
     blocks, heads, weights = dense + sparse, [("linear", linear, names + [name for name, _ in sparse])], [1.0]
@@ -131,6 +149,13 @@ def build_pipeline(params: Params, seed: int | None):
         trees = HistGradientBoostingClassifier(class_weight=params.class_weight, random_state=seed)
         heads.append(("tree", trees, ["embedding_summary"] + [name for name, _ in context]))
         weights.append(params.tree_weight)
+    if params.sequence_weight:
+        needed, reads = _sequence_inputs(params, names)
+        blocks.extend(needed)
+        sequence = PageSequenceHead(params.sequence_hidden, params.sequence_epochs, params.sequence_dropout,
+                                    class_weight=params.class_weight, random_state=seed)
+        heads.append(("sequence", sequence, reads))
+        weights.append(params.sequence_weight)
     return BlendedClassifier(blocks, heads, weights)
 
 
