@@ -21,6 +21,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
+from training.core.console import stop_if_terminated
+
 log = logging.getLogger(__name__)
 MIN_ROWS_PER_CLASS_TO_STOP_EARLY = 20  # below this, a 10% validation split cannot hold every class
 PROGRESS_ROWS = 1000  # a head fitted on this many rows or more gets a progress line
@@ -49,6 +51,7 @@ class PerceptronBag(ClassifierMixin, BaseEstimator):
             if not stop_early:  # too few rows to hold some out: running to max_iter is the plan, not a fault
                 warnings.simplefilter("ignore", ConvergenceWarning)
             self.bag_ = bag.fit(X, y)
+        stop_if_terminated()  # scikit-learn's perceptron swallows Ctrl-C and SIGTERM (it stops early, quietly)
         for perceptron in self.bag_.estimators_:
             # what only further training reads (the optimiser's moment estimates, a copy of the best weights
             # seen): a stored bag then holds each weight matrix once, not up to four times, and no optimiser
@@ -182,6 +185,7 @@ class BlendedClassifier(ClassifierMixin, BaseEstimator):
             level = logging.INFO if columns.shape[0] >= PROGRESS_ROWS else logging.DEBUG  # a line where it takes seconds
             log.log(level, "fitting the %s head: %d rows x %d columns", name, *columns.shape)
             self.heads_.append((name, clone(head).fit(columns, y), tuple(reads)))
+            stop_if_terminated()
         self.classes_ = self.heads_[0][1].classes_
         if any(list(head.classes_) != list(self.classes_) for _, head, _ in self.heads_):
             raise ValueError("the heads learned different classes")
