@@ -88,6 +88,8 @@ def test_calibrate_leaves_out_unpredicted_rows_and_none_fits_nothing():
     assert none.rows == 190 and none.temperature == 1.0 and np.isnan(none.ece_calibrated)
     assert none.ece == pytest.approx(expected_calibration_error(proba[10:], truth[10:]))
     assert len(none.curves) == 1
+    nothing = calibrate(np.full((4, 5), np.nan), [0, 1, 2, 3], [0, 0, 1, 1], LABELS)  # no fold run at all
+    assert nothing.rows == 0 and nothing.temperature == 1.0 and np.isnan(nothing.ece)
 
 
 def test_temper_keeps_each_rows_order_and_zeros():

@@ -135,6 +135,8 @@ def reliability_curve(probabilities: np.ndarray, truth: Sequence[int], bins: int
     from sklearn.calibration import calibration_curve
 
     proba, truth = _clean(probabilities, truth)
+    if len(proba) == 0:
+        return Curve(name, [], [], [0] * bins, float("nan"))
     scores = np.clip(proba.max(axis=1), 0.0, 1.0)
     hits = (proba.argmax(axis=1) == truth).astype(int)
     accuracy, confidence = calibration_curve(hits, scores, n_bins=bins, strategy="uniform")
