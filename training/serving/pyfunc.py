@@ -37,9 +37,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
-# text and page characters per request: about 4,000 sentences, 10-30 s on the default model on 2 idle
-# cores (486 sentences/s through classify_articles, 127/s through the scorer), inside MLflow's 60 s
-MAX_REQUEST_CHARS = 500_000
+# text and page characters per request: about 1,200 sentences, ~60 s (MLflow's default timeout) for the
+# default model (all-mpnet-base-v2, ~20 sentences/s encoded on 2 CPU cores, unseen sentences); a MiniLM
+# model answers in a fraction of that and may raise it through model_config
+MAX_REQUEST_CHARS = 150_000
 _COLUMNS = "'text' (sentences) or 'page' (whole pages), with optional 'article_id' and 'index'"
 
 
