@@ -2,9 +2,9 @@
 
     python benchmarks/bench_embedding_store.py [--sentences 6000] [--max-length 128] [--repeats 3]
 
-Sentences are the first ``--sentences`` distinct ones of ``../shared/corpus`` and ``../shared/corpus-2``
-(else the seeds). In a temporary store (``TRAINING_EMBEDDING_CACHE``, so the user's cache is untouched):
-encoding them with both caches off (torch, the packaged MiniLM); writing their vectors (both layer
+Sentences are the first ``--sentences`` distinct ones of the main job's pages: the seeds, ``../shared/corpus``
+and ``../shared/corpus-2`` (those present; 5,919 distinct sentences in all). In a temporary store
+(``TRAINING_EMBEDDING_CACHE``, so the user's cache is untouched): encoding them with both caches off (torch, the packaged MiniLM); writing their vectors (both layer
 choices, as ``embed`` does) into the empty store; and, in a new process each time, ``embed`` of all of
 them answered from the store: the first call (opening the store and hashing the encoder's files, once per
 process) and, after clearing the in-process cache, a second one. Lookups must not encode: the child
@@ -51,8 +51,8 @@ print(json.dumps({"cold_s": cold, "warm_s": warm, "rows": len(first), "encoder_l
 def sentences(count: int) -> tuple[list[str], list[str]]:
     from training.data.corpus import read_folder
 
-    folders = [f for f in (ROOT.parent / "shared" / "corpus", ROOT.parent / "shared" / "corpus-2") if f.is_dir()]
-    folders = folders or [ROOT / "seeds"]
+    folders = [f for f in (ROOT / "seeds", ROOT.parent / "shared" / "corpus", ROOT.parent / "shared" / "corpus-2")
+               if f.is_dir()]
     texts = list(dict.fromkeys(s.text for folder in folders for s in read_folder(folder)))
     return texts[:count], [str(f) for f in folders]
 
