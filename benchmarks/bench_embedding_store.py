@@ -4,10 +4,11 @@
 
 Sentences are the first ``--sentences`` distinct ones of the main job's pages: the seeds, ``../shared/corpus``
 and ``../shared/corpus-2`` (those present; 5,919 distinct sentences in all). In a temporary store
-(``TRAINING_EMBEDDING_CACHE``, so the user's cache is untouched): encoding them with both caches off (torch, the packaged MiniLM); writing their vectors (both layer
-choices, as ``embed`` does) into the empty store; and, in a new process each time, ``embed`` of all of
-them answered from the store: the first call (opening the store and hashing the encoder's files, once per
-process) and, after clearing the in-process cache, a second one. Lookups must not encode: the child
+(``TRAINING_EMBEDDING_CACHE``, so the user's cache is untouched): encoding them with both caches off
+(torch, the packaged MiniLM); writing their vectors (both layer choices, as ``embed`` does) into the
+empty store; looking them up; and, in a new process each time, ``embed`` of all of them answered from
+the store: the first call (importing torch for the device, hashing the encoder's files and opening the
+store, once per process) and, after clearing the in-process cache, a second one. Lookups must not encode: the child
 refuses to. Reports the best repeat (other processes can only slow a run down) and the load average
 before: run on an idle machine (load < 0.5) for figures worth quoting; torch threads spin-wait.
 """
